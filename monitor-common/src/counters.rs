@@ -1,0 +1,25 @@
+//! Indices into the per-CPU `COUNTERS` array that the eBPF programs increment.
+//!
+//! The daemon sums each index over all CPUs and reports the totals in the
+//! `credwatch.monitor.health` event. The numbers are part of the contract.
+
+/// Opens seen by the enter programs, the daemon's own excluded.
+pub const OPENS_SEEN: u32 = 0;
+/// Opens whose path matched the catalogue maps and were kept for the exit program.
+pub const OPENS_MATCHED: u32 = 1;
+/// Records written to the ring buffer (opens, execs and exits).
+pub const RECORDS_EMITTED: u32 = 2;
+/// Ring-buffer reservations or writes that failed because the buffer was full.
+pub const RINGBUF_FULL: u32 = 3;
+/// Opens whose path could not be read from user memory.
+pub const PATH_READ_FAILED: u32 = 4;
+/// Matched opens dropped because the map of in-flight opens was full.
+pub const PENDING_FULL: u32 = 5;
+/// Execs whose argument or parent data could not be read.
+pub const EXEC_READ_FAILED: u32 = 6;
+/// Opens sent as candidates: relative or non-canonical paths whose last component matched
+/// a catalogue name, which the daemon resolves and matches again.
+pub const OPENS_CANDIDATE: u32 = 7;
+
+/// Number of slots in the `COUNTERS` array.
+pub const COUNT: u32 = 8;

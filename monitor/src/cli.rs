@@ -1,0 +1,252 @@
+//! Command-line interface: argument parsing and the subcommands.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::{
+    config::{Config, ConfigError},
+    credential::catalogue::Catalogue,
+    daemon::{Daemon, RunOptions},
+    export::{JsonLinesSink, Resource},
+    sensor::{self, Sensor},
+};
+
+/// Exit code for invalid usage or configuration.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a failure at run time, including missing privileges or kernel features.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// credwatch: watch which processes read machine credentials, and report it as OpenTelemetry
+/// audit events.
+#[derive(Debug, Parser)]
+#[command(name = "credwatch", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or `tracing` directives
+    /// such as `info,monitor::sensor=debug`.
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+    /// Log line format, written to standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output formats of the inspection commands.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Text,
+    /// JSON for scripts.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the probes and write events until SIGINT or SIGTERM (needs root or CAP_BPF and
+    /// CAP_PERFMON).
+    Run(RunArgs),
+    /// Print the effective credential catalogue (built-in entries plus the configuration).
+    Catalogue {
+        /// Configuration file (YAML).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Validate a configuration file and exit 0 when it is valid, 2 when not.
+    CheckConfig {
+        /// Configuration file (YAML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Attach programs that return at once to the open tracepoints, for `cargo xtask bench`.
+    #[command(hide = true)]
+    Floor {
+        /// File written once the programs are attached.
+        #[arg(long, value_name = "PATH")]
+        ready_file: PathBuf,
+    },
+}
+
+/// Options of `credwatch run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (YAML); without it the embedded defaults apply.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write events as JSON lines to this file (appending) instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub json_file: Option<PathBuf>,
+    /// Write the daemon's pid to this file once every probe is attached, and remove it at exit.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Runs a parsed command and returns the process exit code.
+pub fn execute(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Catalogue { config, format } => catalogue(config.as_deref(), format),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Floor { ready_file } => floor(&ready_file),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    }
+}
+
+fn load_catalogue(path: Option<&Path>) -> Result<(Config, Catalogue), ConfigError> {
+    let config = load_config(path)?;
+    let catalogue = Catalogue::from_config(&config.catalogue)?;
+    Ok((config, catalogue))
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let (config, catalogue) = match load_catalogue(args.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(error) => return report(&error, EXIT_USAGE),
+    };
+    let resource = Resource::detect();
+    let sink = match &args.json_file {
+        Some(path) => match JsonLinesSink::file(path, resource) {
+            Ok(sink) => sink,
+            Err(error) => return report(&error, EXIT_FAILURE),
+        },
+        None => JsonLinesSink::stdout(resource),
+    };
+
+    let sensor = match Sensor::start(&catalogue, std::process::id()) {
+        Ok(sensor) => sensor,
+        Err(error) => return report(&error, EXIT_FAILURE),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return report(&error, EXIT_FAILURE),
+    };
+    let options = RunOptions { ready_file: args.ready_file, health: config.health };
+    match runtime.block_on(Daemon::new(catalogue, sink).run(sensor, options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report(&error, EXIT_FAILURE),
+    }
+}
+
+fn catalogue(config: Option<&Path>, format: Format) -> ExitCode {
+    let catalogue = match load_catalogue(config) {
+        Ok((_, catalogue)) => catalogue,
+        Err(error) => return report(&error, EXIT_USAGE),
+    };
+    match format {
+        Format::Json => {
+            let entries: Vec<_> = catalogue
+                .entries()
+                .iter()
+                .map(|entry| {
+                    json!({
+                        "id": entry.id,
+                        "type": entry.credential_type,
+                        "builtin": entry.builtin,
+                        "paths": entry.paths,
+                        "directories": entry.directories,
+                        "suffixes": entry.suffixes,
+                        "basenames": entry.basenames,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::Value::Array(entries));
+        }
+        Format::Text => {
+            println!("{:<34} {:<34} PATTERNS", "ID", "TYPE");
+            for entry in catalogue.entries() {
+                let patterns: Vec<&str> = entry
+                    .paths
+                    .iter()
+                    .chain(&entry.directories)
+                    .chain(&entry.suffixes)
+                    .chain(&entry.basenames)
+                    .map(String::as_str)
+                    .collect();
+                println!("{:<34} {:<34} {}", entry.id, entry.credential_type, patterns.join(" "));
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match load_catalogue(Some(path)) {
+        Ok((_, catalogue)) => {
+            println!("{}: valid, {} catalogue entries", path.display(), catalogue.entries().len());
+            ExitCode::SUCCESS
+        }
+        Err(error) => report(&error, EXIT_USAGE),
+    }
+}
+
+fn floor(ready_file: &Path) -> ExitCode {
+    let ebpf = match sensor::start_floor() {
+        Ok(ebpf) => ebpf,
+        Err(error) => return report(&error, EXIT_FAILURE),
+    };
+    if let Err(error) = std::fs::write(ready_file, format!("{}\n", std::process::id())) {
+        return report(&error, EXIT_FAILURE);
+    }
+    let mut signals = libc_sigset();
+    wait_for_stop(&mut signals);
+    drop(ebpf);
+    let _ = std::fs::remove_file(ready_file);
+    ExitCode::SUCCESS
+}
+
+fn libc_sigset() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t and the signal numbers are valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    set
+}
+
+fn wait_for_stop(set: &mut libc::sigset_t) {
+    let mut signal = 0;
+    // SAFETY: `set` holds the blocked SIGTERM and SIGINT, and `signal` is a valid out pointer.
+    unsafe { libc::sigwait(set, &mut signal) };
+}
+
+/// Prints an error with its causes to standard error and returns the exit code.
+pub fn report(error: &dyn std::error::Error, code: u8) -> ExitCode {
+    let mut message = format!("credwatch: error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{message}");
+    tracing::debug!(%message, "exiting with an error");
+    ExitCode::from(code)
+}

@@ -1,0 +1,246 @@
+//! The YAML configuration file: its schema, defaults and validation.
+//!
+//! Every key is optional; an empty file or no `--config` at all gives the embedded defaults.
+//! Unknown keys are rejected so that a typo never silently turns a setting off.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The whole configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Which credential files to watch.
+    pub catalogue: CatalogueConfig,
+    /// Health reporting.
+    pub health: HealthConfig,
+}
+
+/// The `catalogue` section.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogueConfig {
+    /// Whether the built-in entries are loaded.
+    pub builtin: bool,
+    /// Ids of built-in entries to leave out.
+    pub disable: Vec<String>,
+    /// Entries added to the built-in ones.
+    pub entries: Vec<EntrySpec>,
+}
+
+impl Default for CatalogueConfig {
+    fn default() -> Self {
+        Self {
+            builtin: true,
+            disable: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// One catalogue entry as written in YAML, in the config file or the built-in catalogue.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntrySpec {
+    /// Unique name of the entry, reported as `credwatch.catalogue.entry`.
+    pub id: String,
+    /// Credential type, reported as `credwatch.credential.type`.
+    #[serde(rename = "type")]
+    pub credential_type: String,
+    /// Free text for people reading the catalogue.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Exact absolute paths.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Absolute directories; every file below one matches.
+    #[serde(default)]
+    pub directories: Vec<String>,
+    /// Path endings, such as `/.aws/credentials` or `.key`.
+    #[serde(default)]
+    pub suffixes: Vec<String>,
+    /// Last path components, such as `id_rsa`.
+    #[serde(default)]
+    pub basenames: Vec<String>,
+}
+
+/// The `health` section.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// How often the daemon checks the drop counters and reports new drops, as a duration
+    /// such as `1s`, `500ms` or `2m`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub drop_check_interval: Duration,
+    /// How often a health event with all counters is written; `0s` turns the periodic report
+    /// off (SIGUSR1 still requests one).
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub report_interval: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            drop_check_interval: Duration::from_secs(1),
+            report_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A configuration that could not be read or is invalid.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("failed to read the configuration file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for this schema. The message names the key and location.
+    #[error("invalid configuration file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid configuration: `{key}` is {value:?}, but {allowed}")]
+    Invalid {
+        /// The key, in dotted form with list indices (`catalogue.entries[2].suffixes[0]`).
+        key: String,
+        /// The offending value.
+        value: String,
+        /// What the key accepts.
+        allowed: String,
+    },
+}
+
+impl Config {
+    /// Reads and parses a configuration file. Validation of the catalogue entries happens when
+    /// the catalogue is built from it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        let config: Self = serde_yaml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: error.to_string(),
+        })?;
+        config.health.validate()?;
+        Ok(config)
+    }
+}
+
+impl HealthConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.drop_check_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "health.drop_check_interval".into(),
+                value: "0s".into(),
+                allowed: "it must be at least 1ms, because drops are never left unreported".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn deserialize_duration<'de, D>(deserializer: D) -> Result<Duration, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// Parses a duration written as a whole number and a unit: `ms`, `s`, `m` or `h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {text:?} has no unit; write for example `30s`, `500ms`, `5m` or `1h`"))?;
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("duration {text:?} must start with a whole number, as in `30s`"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(value),
+        "s" => Duration::from_secs(value),
+        "m" => Duration::from_secs(value.saturating_mul(60)),
+        "h" => Duration::from_secs(value.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "duration {text:?} has unknown unit {unit:?}; use `ms`, `s`, `m` or `h`"
+            ));
+        }
+    };
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.yaml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = parse("").unwrap();
+        assert!(config.catalogue.builtin);
+        assert_eq!(config.health.drop_check_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let error = parse("catalogue:\n  bultin: false\n").unwrap_err().to_string();
+        assert!(error.contains("bultin"), "{error}");
+        assert!(error.contains("builtin"), "message should list the allowed keys: {error}");
+        assert!(error.contains("test.yaml"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported_with_location() {
+        let error = parse("catalogue:\n  builtin: maybe\n").unwrap_err().to_string();
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn bad_duration_names_value_and_units() {
+        let error = parse("health:\n  report_interval: 5 minutes\n").unwrap_err().to_string();
+        assert!(error.contains("5 minutes"), "{error}");
+        assert!(error.contains("`ms`, `s`, `m` or `h`"), "{error}");
+    }
+
+    #[test]
+    fn zero_drop_check_interval_is_rejected() {
+        let error = parse("health:\n  drop_check_interval: 0s\n").unwrap_err().to_string();
+        assert!(error.contains("health.drop_check_interval"), "{error}");
+    }
+}

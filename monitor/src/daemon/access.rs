@@ -1,0 +1,193 @@
+//! Turning a matched open into a `credwatch.credential.access` event: resolve the path,
+//! normalise it, match it against the catalogue and attach the process attributes.
+
+use std::os::unix::ffi::OsStrExt as _;
+
+use monitor_common::{
+    catalogue::MATCH_DEFINITE,
+    open::{AT_FDCWD, PATH_RELATIVE, PATH_TRUNCATED},
+};
+
+use crate::{
+    clock::BootClock,
+    credential::{
+        catalogue::{Catalogue, PatternKind},
+        normalize::{Base, normalize},
+    },
+    errno,
+    export::{Event, Severity, event::name},
+    process::{ProcessInfo, procfs, users::UserNames},
+    sensor::decode::OpenEvent,
+    workload::cgroup::CgroupResolver,
+};
+
+/// Why an open record produced no event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skipped {
+    /// After resolution and normalisation the path matches no catalogue entry.
+    NotACredential,
+    /// A candidate whose relative path could not be resolved, so it cannot be matched.
+    Unresolved,
+}
+
+/// Everything the access builder reads besides the record.
+pub struct Context<'a> {
+    /// The catalogue.
+    pub catalogue: &'a Catalogue,
+    /// Boot-time conversion.
+    pub clock: &'a BootClock,
+    /// User names.
+    pub users: &'a mut UserNames,
+    /// cgroup paths.
+    pub cgroups: &'a mut CgroupResolver,
+}
+
+/// The path an open refers to and how it matched.
+struct Resolved<'a> {
+    path: std::path::PathBuf,
+    resolved: bool,
+    entry_id: &'a str,
+    credential_type: &'a str,
+    kind: Option<PatternKind>,
+}
+
+/// Builds the access event for a matched open, or says why there is none.
+pub fn access_event(open: &OpenEvent, process: &ProcessInfo, context: &mut Context<'_>) -> Result<Event, Skipped> {
+    let resolved = resolve(open, context.catalogue)?;
+
+    let time = context.clock.to_system_time(open.boot_ns);
+    let mut event = Event::new(name::CREDENTIAL_ACCESS, Severity::Info, time);
+    event
+        .set("file.path", resolved.path.to_string_lossy().into_owned())
+        .set("credwatch.credential.type", resolved.credential_type)
+        .set("credwatch.catalogue.entry", resolved.entry_id)
+        .set_some("credwatch.catalogue.match", resolved.kind.map(PatternKind::as_str))
+        .set("credwatch.access.result", access_result(open.result))
+        .set("credwatch.access.mode", access_mode(open.open_flags))
+        .set("credwatch.access.syscall", open.syscall.as_str());
+    if resolved.path.as_os_str().as_bytes() != open.path.as_slice() {
+        event.set("credwatch.file.requested_path", String::from_utf8_lossy(&open.path).into_owned());
+    }
+    if !resolved.resolved {
+        event.set("credwatch.file.path_resolved", false);
+    }
+    if open.path_flags & PATH_TRUNCATED != 0 {
+        event.set("credwatch.file.path_truncated", true);
+    }
+
+    event.set("thread.id", open.tid);
+    set_process_attributes(&mut event, process, open.uid, open.cgroup_id, context);
+    Ok(event)
+}
+
+/// Sets the `process.*` attributes shared by every process-attributed event.
+pub fn set_process_attributes(
+    event: &mut Event,
+    process: &ProcessInfo,
+    uid: u32,
+    cgroup_id: u64,
+    context: &mut Context<'_>,
+) {
+    event
+        .set("process.pid", process.pid)
+        .set_some("process.parent_pid", process.ppid)
+        .set_some(
+            "process.executable.path",
+            process.executable.as_deref().map(|path| path.to_string_lossy().into_owned()),
+        )
+        .set_some("process.executable.name", process.executable_name())
+        .set_some("process.command_line", process.command_line.clone())
+        .set("process.user.id", uid)
+        .set_some("process.user.name", context.users.name(uid).map(str::to_owned))
+        .set_some(
+            "process.creation.time",
+            process
+                .start_boot_ns
+                .map(|ns| crate::clock::rfc3339(context.clock.to_system_time(ns))),
+        )
+        .set("credwatch.process.cgroup.id", cgroup_id);
+    if let Some(path) = context.cgroups.path(cgroup_id) {
+        event.set("process.linux.cgroup", format!("0::{path}"));
+    }
+}
+
+fn resolve<'a>(open: &OpenEvent, catalogue: &'a Catalogue) -> Result<Resolved<'a>, Skipped> {
+    // NOTE: the working directory and directory descriptor are read when the record is
+    // processed, not when the process opened the file, so a process that changed directory
+    // or exited in between resolves against the new directory or not at all.
+    let directory;
+    let base = if open.path_flags & PATH_RELATIVE == 0 {
+        Base::Absolute
+    } else if open.dfd == AT_FDCWD {
+        directory = procfs::read_cwd(open.pid).ok();
+        Base::Cwd(directory.as_deref())
+    } else {
+        directory = procfs::read_fd_path(open.pid, open.dfd).ok();
+        Base::DirFd(directory.as_deref())
+    };
+    let normalized = normalize(&open.path, base);
+
+    if let Some(found) = catalogue.match_path(&normalized.path) {
+        return Ok(Resolved {
+            path: normalized.path,
+            resolved: normalized.resolved,
+            entry_id: &found.entry.id,
+            credential_type: &found.entry.credential_type,
+            kind: Some(found.kind),
+        });
+    }
+    // A relative name the kernel matched as a basename or suffix by itself stays a credential
+    // even when the directory could not be read, e.g. `id_rsa` opened by a process that exited.
+    let definite = open.match_flags & MATCH_DEFINITE != 0;
+    if !normalized.resolved && definite {
+        if let Some(entry) = catalogue.entry(open.entry_index) {
+            return Ok(Resolved {
+                path: normalized.path,
+                resolved: false,
+                entry_id: &entry.id,
+                credential_type: &entry.credential_type,
+                kind: None,
+            });
+        }
+    }
+    if normalized.resolved { Err(Skipped::NotACredential) } else { Err(Skipped::Unresolved) }
+}
+
+/// `ok`, or the errno name of a failed open.
+pub fn access_result(result: i64) -> String {
+    if result >= 0 {
+        return "ok".to_owned();
+    }
+    let errno = i32::try_from(-result).unwrap_or(i32::MAX);
+    errno::name(errno)
+}
+
+/// `read`, `write` or `read_write`, from the open flags.
+pub fn access_mode(flags: u32) -> &'static str {
+    match flags as i32 & libc::O_ACCMODE {
+        libc::O_WRONLY => "write",
+        libc::O_RDWR => "read_write",
+        _ => "read",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_named() {
+        assert_eq!(access_result(3), "ok");
+        assert_eq!(access_result(0), "ok");
+        assert_eq!(access_result(-2), "ENOENT");
+        assert_eq!(access_result(-13), "EACCES");
+        assert_eq!(access_result(i64::MIN), format!("E{}", i32::MAX));
+    }
+
+    #[test]
+    fn modes_are_named() {
+        assert_eq!(access_mode(libc::O_RDONLY as u32), "read");
+        assert_eq!(access_mode((libc::O_WRONLY | libc::O_CREAT) as u32), "write");
+        assert_eq!(access_mode((libc::O_RDWR | libc::O_CLOEXEC) as u32), "read_write");
+    }
+}

@@ -1,0 +1,136 @@
+//! `credwatch.monitor.health` events: probe states at start, drops as they happen, counters on
+//! request, periodically and at stop.
+
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::{
+    export::{Event, Severity, event::name},
+    sensor::{ProbeStatus, counters::Counters},
+};
+
+/// Why a health event was written; the value of `credwatch.health.reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The daemon attached its probes.
+    Start,
+    /// The kernel or the daemon lost records since the last check.
+    Drops,
+    /// SIGUSR1 asked for a report.
+    Requested,
+    /// The periodic report.
+    Interval,
+    /// The daemon is stopping.
+    Stop,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Drops => "drops",
+            Self::Requested => "requested",
+            Self::Interval => "interval",
+            Self::Stop => "stop",
+        }
+    }
+}
+
+/// Counts kept by the daemon itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DaemonStats {
+    /// Records read from the ring buffer.
+    pub records_received: u64,
+    /// Records that failed validation.
+    pub records_malformed: u64,
+    /// Opens whose normalised path matched no catalogue entry.
+    pub opens_not_credential: u64,
+    /// Candidate opens whose relative path could not be resolved.
+    pub opens_unresolved: u64,
+    /// Events written.
+    pub events_written: u64,
+    /// Events that could not be written.
+    pub events_failed: u64,
+}
+
+impl DaemonStats {
+    /// Records lost in the daemon.
+    pub fn dropped(&self) -> u64 {
+        self.records_malformed + self.events_failed
+    }
+}
+
+/// Builds a health event.
+pub fn health_event(
+    reason: Reason,
+    kernel: &Counters,
+    daemon: &DaemonStats,
+    dropped_since_last: Option<u64>,
+    probes: Option<&[ProbeStatus]>,
+) -> Event {
+    let severity = if reason == Reason::Drops { Severity::Warn } else { Severity::Info };
+    let mut event = Event::new(name::MONITOR_HEALTH, severity, SystemTime::now());
+    event.set("credwatch.health.reason", reason.as_str());
+    for (key, value) in kernel.fields() {
+        event.set(&format!("credwatch.kernel.{key}"), value);
+    }
+    event
+        .set("credwatch.daemon.records_received", daemon.records_received)
+        .set("credwatch.daemon.records_malformed", daemon.records_malformed)
+        .set("credwatch.daemon.opens_not_credential", daemon.opens_not_credential)
+        .set("credwatch.daemon.opens_unresolved", daemon.opens_unresolved)
+        .set("credwatch.daemon.events_written", daemon.events_written)
+        .set("credwatch.daemon.events_failed", daemon.events_failed)
+        .set("credwatch.dropped.total", kernel.dropped() + daemon.dropped())
+        .set_some("credwatch.dropped.since_last_report", dropped_since_last);
+    if let Some(probes) = probes {
+        event.set("credwatch.probes", Value::Array(probes.iter().map(probe_json).collect()));
+    }
+    event
+}
+
+fn probe_json(probe: &ProbeStatus) -> Value {
+    let mut value = json!({
+        "program": probe.program,
+        "hook": probe.hook,
+        "attach_point": probe.attach_point,
+        "state": probe.state,
+    });
+    if let Some(detail) = &probe.detail {
+        value["detail"] = detail.clone().into();
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_warnings_with_exact_counts() {
+        let kernel = Counters { ringbuf_full: 5, pending_full: 2, ..Counters::default() };
+        let daemon = DaemonStats { records_malformed: 1, ..DaemonStats::default() };
+        let event = health_event(Reason::Drops, &kernel, &daemon, Some(3), None);
+        assert_eq!(event.severity, Severity::Warn);
+        assert_eq!(event.attributes["credwatch.dropped.total"], 8);
+        assert_eq!(event.attributes["credwatch.dropped.since_last_report"], 3);
+        assert_eq!(event.attributes["credwatch.kernel.ringbuf_full"], 5);
+    }
+
+    #[test]
+    fn start_lists_probes() {
+        let probe = ProbeStatus {
+            program: "sys_enter_openat2".into(),
+            attach_point: "syscalls/sys_enter_openat2".into(),
+            hook: "tracepoint",
+            state: "unavailable",
+            detail: Some("the kernel has no such tracepoint".into()),
+        };
+        let event = health_event(Reason::Start, &Counters::default(), &DaemonStats::default(), None, Some(&[probe]));
+        let probes = event.attributes["credwatch.probes"].as_array().unwrap();
+        assert_eq!(probes[0]["state"], "unavailable");
+        assert_eq!(probes[0]["attach_point"], "syscalls/sys_enter_openat2");
+        assert_eq!(event.attributes["credwatch.health.reason"], "start");
+    }
+}

@@ -1,0 +1,122 @@
+//! The event model: one OpenTelemetry LogRecord per event, with attributes and a resource.
+
+use std::{fs, time::SystemTime};
+
+use serde_json::{Map, Value, json};
+
+use crate::clock::rfc3339;
+
+/// Event names, as listed in `docs/events.md`.
+pub mod name {
+    /// A process opened a credential file.
+    pub const CREDENTIAL_ACCESS: &str = "credwatch.credential.access";
+    /// Probe states, counters and drops.
+    pub const MONITOR_HEALTH: &str = "credwatch.monitor.health";
+}
+
+/// OpenTelemetry log severities used by credwatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Normal operation.
+    Info,
+    /// Something was lost or degraded.
+    Warn,
+}
+
+impl Severity {
+    /// `severity_text`.
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::Info => "INFO",
+            Self::Warn => "WARN",
+        }
+    }
+
+    /// `severity_number` from the OpenTelemetry log data model.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Info => 9,
+            Self::Warn => 13,
+        }
+    }
+}
+
+/// One event.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// When it happened.
+    pub time: SystemTime,
+    /// `event_name`.
+    pub name: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// Attributes, by key.
+    pub attributes: Map<String, Value>,
+}
+
+impl Event {
+    /// An event with no attributes yet.
+    pub fn new(name: &'static str, severity: Severity, time: SystemTime) -> Self {
+        Self { time, name, severity, attributes: Map::new() }
+    }
+
+    /// Sets an attribute.
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) -> &mut Self {
+        self.attributes.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Sets an attribute when the value is known.
+    pub fn set_some<T: Into<Value>>(&mut self, key: &str, value: Option<T>) -> &mut Self {
+        if let Some(value) = value {
+            self.set(key, value);
+        }
+        self
+    }
+
+    /// The JSON object written by the JSON-lines sink.
+    pub fn to_json(&self, resource: &Resource) -> Value {
+        json!({
+            "time": rfc3339(self.time),
+            "observed_time": rfc3339(SystemTime::now()),
+            "event_name": self.name,
+            "severity_text": self.severity.text(),
+            "severity_number": self.severity.number(),
+            "attributes": self.attributes,
+            "resource": resource.attributes,
+        })
+    }
+}
+
+/// Attributes of the host and the daemon, the same on every event.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    /// Resource attributes.
+    pub attributes: Map<String, Value>,
+}
+
+impl Resource {
+    /// Describes this host and daemon.
+    pub fn detect() -> Self {
+        let mut attributes = Map::new();
+        attributes.insert("service.name".into(), "credwatch".into());
+        attributes.insert("service.version".into(), env!("CARGO_PKG_VERSION").into());
+        attributes.insert("os.type".into(), "linux".into());
+        if let Some(host) = read_trimmed("/proc/sys/kernel/hostname") {
+            attributes.insert("host.name".into(), host.into());
+        }
+        if let Some(id) = read_trimmed("/etc/machine-id") {
+            attributes.insert("host.id".into(), id.into());
+        }
+        if let Some(release) = read_trimmed("/proc/sys/kernel/osrelease") {
+            attributes.insert("os.version".into(), release.into());
+        }
+        Self { attributes }
+    }
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}

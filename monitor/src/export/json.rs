@@ -1,0 +1,119 @@
+//! The JSON-lines sink: one event per line, to standard output or a file.
+
+use std::{
+    fs::OpenOptions,
+    io::{self, BufWriter, Write},
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+
+use super::event::{Event, Resource};
+
+/// The sink could not be opened or written.
+#[derive(Debug, Error)]
+pub enum ExportError {
+    /// The output file could not be opened.
+    #[error("failed to open the event file {path}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing failed.
+    #[error("failed to write events to {target}")]
+    Write {
+        /// `stdout` or the file path.
+        target: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Writes events as JSON lines. Output is buffered; [`JsonLinesSink::flush`] is called after
+/// every batch read from the ring buffer and at shutdown.
+pub struct JsonLinesSink {
+    target: String,
+    writer: BufWriter<Box<dyn Write + Send>>,
+    resource: Resource,
+}
+
+impl JsonLinesSink {
+    /// A sink on standard output.
+    pub fn stdout(resource: Resource) -> Self {
+        Self::new("stdout".into(), Box::new(io::stdout()), resource)
+    }
+
+    /// A sink appending to a file, created with mode 0640 when missing.
+    pub fn file(path: &Path, resource: Resource) -> Result<Self, ExportError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(|source| ExportError::Open { path: path.to_path_buf(), source })?;
+        Ok(Self::new(path.display().to_string(), Box::new(file), resource))
+    }
+
+    fn new(target: String, writer: Box<dyn Write + Send>, resource: Resource) -> Self {
+        Self { target, writer: BufWriter::new(writer), resource }
+    }
+
+    /// Writes one event.
+    pub fn write(&mut self, event: &Event) -> Result<(), ExportError> {
+        let line = event.to_json(&self.resource);
+        serde_json::to_writer(&mut self.writer, &line)
+            .map_err(io::Error::from)
+            .and_then(|()| self.writer.write_all(b"\n"))
+            .map_err(|source| ExportError::Write { target: self.target.clone(), source })
+    }
+
+    /// Flushes buffered events.
+    pub fn flush(&mut self) -> Result<(), ExportError> {
+        self.writer
+            .flush()
+            .map_err(|source| ExportError::Write { target: self.target.clone(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::export::event::Severity;
+
+    #[test]
+    fn event_is_one_json_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut sink = JsonLinesSink::file(&path, Resource::detect()).unwrap();
+        let mut event = Event::new("credwatch.credential.access", Severity::Info, UNIX_EPOCH);
+        event.set("process.pid", 42).set("file.path", "/root/.aws/credentials");
+        sink.write(&event).unwrap();
+        sink.write(&event).unwrap();
+        sink.flush().unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let value: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(value["event_name"], "credwatch.credential.access");
+        assert_eq!(value["time"], "1970-01-01T00:00:00.000000Z");
+        assert_eq!(value["attributes"]["process.pid"], 42);
+        assert_eq!(value["resource"]["service.name"], "credwatch");
+        assert_eq!(value["severity_number"], 9);
+    }
+
+    #[test]
+    fn unopenable_file_names_path() {
+        let error = JsonLinesSink::file(Path::new("/nonexistent/dir/events.jsonl"), Resource::detect())
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("/nonexistent/dir/events.jsonl"));
+    }
+}

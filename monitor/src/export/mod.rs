@@ -1,0 +1,7 @@
+//! Export: the event model and the sinks that write it.
+
+pub mod event;
+pub mod json;
+
+pub use event::{Event, Resource, Severity};
+pub use json::JsonLinesSink;

@@ -1,0 +1,246 @@
+//! The process cache: what the daemon knows about each live process, keyed by pid.
+//!
+//! Entries come from exec records (which carry the file name and arguments captured in the
+//! kernel, so they survive a process that exits at once), from a `/proc` scan at start-up, and
+//! from `/proc` on demand for processes that forked without exec. Exit records remove them.
+
+use std::{
+    collections::HashMap,
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use super::{procfs, redact};
+use crate::sensor::decode::ExecEvent;
+
+/// Entries kept before the cache sweeps out processes that no longer exist, which only happens
+/// when exit records were lost.
+const MAX_ENTRIES: usize = 65_536;
+
+/// What the daemon knows about one process. Every field may be missing when the process was
+/// gone before it could be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: Option<u32>,
+    /// Absolute path of the executable.
+    pub executable: Option<PathBuf>,
+    /// Command line with secret-looking arguments redacted.
+    pub command_line: Option<String>,
+    /// Process start time, nanoseconds since boot.
+    pub start_boot_ns: Option<u64>,
+}
+
+impl ProcessInfo {
+    /// The last component of the executable path.
+    pub fn executable_name(&self) -> Option<String> {
+        let name = self.executable.as_deref()?.file_name()?;
+        Some(name.to_string_lossy().into_owned())
+    }
+}
+
+/// Cache of live processes.
+#[derive(Debug)]
+pub struct ProcessCache {
+    entries: HashMap<u32, Arc<ProcessInfo>>,
+    clock_ticks_per_second: u64,
+}
+
+impl Default for ProcessCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProcessCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        // SAFETY: sysconf only reads a system constant.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Self {
+            entries: HashMap::new(),
+            clock_ticks_per_second: u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100),
+        }
+    }
+
+    /// Loads every process in `/proc`, skipping the ones that exit meanwhile. Returns how many
+    /// were loaded.
+    pub fn scan(&mut self) -> usize {
+        let pids = match procfs::list_pids() {
+            Ok(pids) => pids,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list /proc; processes started before credwatch are loaded on first use");
+                return 0;
+            }
+        };
+        for pid in pids {
+            if let Some(info) = self.load_from_proc(pid) {
+                self.entries.insert(pid, Arc::new(info));
+            }
+        }
+        self.entries.len()
+    }
+
+    /// Records an exec: the kernel's data first, `/proc` for what the kernel could not read.
+    pub fn exec(&mut self, event: &ExecEvent) -> Arc<ProcessInfo> {
+        let executable = procfs::read_exe(event.pid)
+            .ok()
+            .or_else(|| executable_from_filename(&event.filename));
+        let command_line = if event.args.is_empty() {
+            procfs::read_cmdline(event.pid).ok().map(|raw| redacted_command_line(&raw))
+        } else {
+            Some(redacted_command_line(&event.args))
+        };
+        let ppid = event.ppid.or_else(|| procfs::read_stat(event.pid).ok().map(|stat| stat.ppid));
+        let info = Arc::new(ProcessInfo {
+            pid: event.pid,
+            ppid,
+            executable,
+            command_line,
+            start_boot_ns: event.start_boot_ns,
+        });
+        self.insert(event.pid, Arc::clone(&info));
+        info
+    }
+
+    /// Returns the cached process, loading it from `/proc` when unknown. A process that is
+    /// already gone yields an entry with only the pid, which is not cached.
+    pub fn get_or_load(&mut self, pid: u32) -> Arc<ProcessInfo> {
+        if let Some(info) = self.entries.get(&pid) {
+            return Arc::clone(info);
+        }
+        match self.load_from_proc(pid) {
+            Some(info) => {
+                let info = Arc::new(info);
+                self.insert(pid, Arc::clone(&info));
+                info
+            }
+            None => Arc::new(ProcessInfo { pid, ..ProcessInfo::default() }),
+        }
+    }
+
+    /// Forgets an exited process.
+    pub fn exit(&mut self, pid: u32) {
+        self.entries.remove(&pid);
+    }
+
+    /// Number of cached processes.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn insert(&mut self, pid: u32, info: Arc<ProcessInfo>) {
+        if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&pid) {
+            self.sweep();
+        }
+        self.entries.insert(pid, info);
+    }
+
+    /// Drops entries whose process no longer exists.
+    fn sweep(&mut self) {
+        let before = self.entries.len();
+        self.entries.retain(|pid, _| procfs::pid_dir(*pid).exists());
+        tracing::info!(before, after = self.entries.len(), "swept exited processes from the cache; exit records were lost");
+    }
+
+    fn load_from_proc(&self, pid: u32) -> Option<ProcessInfo> {
+        let stat = procfs::read_stat(pid).ok()?;
+        let start_ns = stat
+            .start_ticks
+            .saturating_mul(1_000_000_000)
+            / self.clock_ticks_per_second;
+        Some(ProcessInfo {
+            pid,
+            ppid: Some(stat.ppid),
+            executable: procfs::read_exe(pid).ok(),
+            command_line: procfs::read_cmdline(pid).ok().map(|raw| redacted_command_line(&raw)),
+            start_boot_ns: Some(start_ns),
+        })
+    }
+}
+
+/// Splits, redacts and joins a NUL-separated argument buffer.
+pub fn redacted_command_line(raw: &[u8]) -> String {
+    let args = redact::split_cmdline(raw);
+    redact::command_line(&redact::redact_args(&args))
+}
+
+/// The exec file name as an executable path, when it is absolute. A relative name (`./app`)
+/// would need the working directory at exec time, which is not kept.
+fn executable_from_filename(filename: &[u8]) -> Option<PathBuf> {
+    if filename.first() != Some(&b'/') {
+        return None;
+    }
+    Some(Path::new(std::ffi::OsStr::from_bytes(filename)).to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec_event(pid: u32, filename: &[u8], args: &[u8]) -> ExecEvent {
+        ExecEvent {
+            pid,
+            ppid: Some(1),
+            uid: 0,
+            gid: 0,
+            args_truncated: false,
+            start_boot_ns: Some(5),
+            boot_ns: 6,
+            cgroup_id: 1,
+            filename: filename.to_vec(),
+            args: args.to_vec(),
+        }
+    }
+
+    #[test]
+    fn exec_of_gone_process_uses_kernel_data() {
+        let mut cache = ProcessCache::new();
+        // pid_max is at most 2^22, so this pid cannot exist.
+        let pid = 4_194_304 + 17;
+        let info = cache.exec(&exec_event(pid, b"/usr/bin/cat", b"cat\0/tmp/x\0"));
+        assert_eq!(info.executable.as_deref(), Some(Path::new("/usr/bin/cat")));
+        assert_eq!(info.command_line.as_deref(), Some("cat /tmp/x"));
+        assert_eq!(info.ppid, Some(1));
+        assert_eq!(cache.get_or_load(pid).executable_name().as_deref(), Some("cat"));
+    }
+
+    #[test]
+    fn exec_redacts_arguments() {
+        let mut cache = ProcessCache::new();
+        let info = cache.exec(&exec_event(4_194_304 + 18, b"/usr/bin/app", b"app\0--password\0hunter2-made-up\0"));
+        let command_line = info.command_line.as_deref().unwrap();
+        assert!(!command_line.contains("hunter2-made-up"), "{command_line}");
+    }
+
+    #[test]
+    fn exit_forgets_process() {
+        let mut cache = ProcessCache::new();
+        let pid = 4_194_304 + 19;
+        cache.exec(&exec_event(pid, b"/usr/bin/cat", b"cat\0"));
+        cache.exit(pid);
+        assert_eq!(cache.get_or_load(pid).executable, None);
+    }
+
+    #[test]
+    fn own_process_loads_from_proc() {
+        let mut cache = ProcessCache::new();
+        let info = cache.get_or_load(std::process::id());
+        assert!(info.executable.is_some());
+        assert!(info.start_boot_ns.is_some());
+    }
+
+    #[test]
+    fn relative_exec_filename_is_not_an_executable_path() {
+        assert_eq!(executable_from_filename(b"./app"), None);
+        assert_eq!(executable_from_filename(b"/bin/sh"), Some(PathBuf::from("/bin/sh")));
+    }
+}

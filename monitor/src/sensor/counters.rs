@@ -1,0 +1,67 @@
+//! Reading the per-CPU counters the programs keep.
+
+use aya::maps::{MapData, PerCpuArray};
+use monitor_common::counters as index;
+
+/// Totals over all CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Opens seen (the daemon's own excluded).
+    pub opens_seen: u64,
+    /// Opens that matched the catalogue maps.
+    pub opens_matched: u64,
+    /// Opens sent as candidates for resolution in the daemon.
+    pub opens_candidate: u64,
+    /// Records written to the ring buffer.
+    pub records_emitted: u64,
+    /// Records lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Opens whose path could not be read.
+    pub path_read_failed: u64,
+    /// Matched opens lost because the in-flight map was full.
+    pub pending_full: u64,
+    /// Execs whose arguments or parent could not be read.
+    pub exec_read_failed: u64,
+}
+
+impl Counters {
+    /// Reads and sums every counter. A counter that cannot be read counts as 0 and is logged.
+    pub fn read(map: &PerCpuArray<MapData, u64>) -> Self {
+        let sum = |slot: u32| match map.get(&slot, 0) {
+            Ok(values) => values.iter().sum(),
+            Err(error) => {
+                tracing::warn!(slot, %error, "failed to read an eBPF counter");
+                0
+            }
+        };
+        Self {
+            opens_seen: sum(index::OPENS_SEEN),
+            opens_matched: sum(index::OPENS_MATCHED),
+            opens_candidate: sum(index::OPENS_CANDIDATE),
+            records_emitted: sum(index::RECORDS_EMITTED),
+            ringbuf_full: sum(index::RINGBUF_FULL),
+            path_read_failed: sum(index::PATH_READ_FAILED),
+            pending_full: sum(index::PENDING_FULL),
+            exec_read_failed: sum(index::EXEC_READ_FAILED),
+        }
+    }
+
+    /// Records lost in the kernel for any reason.
+    pub fn dropped(&self) -> u64 {
+        self.ringbuf_full + self.pending_full
+    }
+
+    /// Name and value of every counter, in a stable order, for the health event.
+    pub fn fields(&self) -> [(&'static str, u64); 8] {
+        [
+            ("opens_seen", self.opens_seen),
+            ("opens_matched", self.opens_matched),
+            ("opens_candidate", self.opens_candidate),
+            ("records_emitted", self.records_emitted),
+            ("ringbuf_full", self.ringbuf_full),
+            ("path_read_failed", self.path_read_failed),
+            ("pending_full", self.pending_full),
+            ("exec_read_failed", self.exec_read_failed),
+        ]
+    }
+}

@@ -1,0 +1,282 @@
+//! The sensor: loads the eBPF programs, fills the catalogue maps, attaches the tracepoints and
+//! hands out the ring buffer and counters.
+
+pub mod btf;
+pub mod counters;
+pub mod decode;
+pub mod preflight;
+pub mod tracefs;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf, lpm_trie::{Key, LpmTrie}},
+    programs::{ProgramError, TracePoint},
+};
+use monitor_common::{
+    catalogue::{MatchValue, PATH_LEN, REVERSE_LEN},
+    offsets::KernelOffsets,
+};
+use thiserror::Error;
+
+use self::{btf::KernelBtf, tracefs::Tracefs};
+use crate::credential::kernel_entries::{TrieEntry, kernel_entries};
+use crate::credential::catalogue::Catalogue;
+
+/// The compiled credwatch programs, built by `build.rs`.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credwatch"));
+/// Programs that return at once, for the benchmark floor.
+static FLOOR_PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credwatch-floor"));
+
+/// One tracepoint program and whether the daemon can run without it.
+struct ProbeSpec {
+    program: &'static str,
+    category: &'static str,
+    tracepoint: &'static str,
+    required: bool,
+}
+
+/// Every probe credwatch attaches. `open` does not exist on architectures that only have
+/// `openat` (arm64), and `openat2` needs Linux 5.6, so both are optional.
+const PROBES: &[ProbeSpec] = &[
+    ProbeSpec { program: "sched_process_exec", category: "sched", tracepoint: "sched_process_exec", required: true },
+    ProbeSpec { program: "sched_process_exit", category: "sched", tracepoint: "sched_process_exit", required: true },
+    ProbeSpec { program: "sys_enter_openat", category: "syscalls", tracepoint: "sys_enter_openat", required: true },
+    ProbeSpec { program: "sys_exit_openat", category: "syscalls", tracepoint: "sys_exit_openat", required: true },
+    ProbeSpec { program: "sys_enter_open", category: "syscalls", tracepoint: "sys_enter_open", required: false },
+    ProbeSpec { program: "sys_exit_open", category: "syscalls", tracepoint: "sys_exit_open", required: false },
+    ProbeSpec { program: "sys_enter_openat2", category: "syscalls", tracepoint: "sys_enter_openat2", required: false },
+    ProbeSpec { program: "sys_exit_openat2", category: "syscalls", tracepoint: "sys_exit_openat2", required: false },
+];
+
+/// How one probe ended up after start-up, reported in the health event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeStatus {
+    /// Program name.
+    pub program: String,
+    /// `category/name` of the tracepoint.
+    pub attach_point: String,
+    /// Hook type, `tracepoint`.
+    pub hook: &'static str,
+    /// `attached`, `unavailable` (the kernel lacks the tracepoint) or `failed`.
+    pub state: &'static str,
+    /// Why it is not attached.
+    pub detail: Option<String>,
+}
+
+/// The sensor could not start.
+#[derive(Debug, Error)]
+pub enum SensorError {
+    /// A privilege or kernel feature is missing.
+    #[error(transparent)]
+    Preflight(#[from] preflight::PreflightError),
+    /// tracefs is missing.
+    #[error(transparent)]
+    Tracefs(#[from] tracefs::TracefsError),
+    /// The kernel BTF could not be read.
+    #[error("failed to read the kernel BTF")]
+    Btf(#[from] btf::BtfError),
+    /// The object could not be loaded.
+    #[error("failed to load the eBPF object")]
+    Load(#[from] aya::EbpfError),
+    /// A program or map is missing from the object, which means a defective build.
+    #[error("the eBPF object has no {kind} named {name}; rebuild credwatch")]
+    Missing {
+        /// `program` or `map`.
+        kind: &'static str,
+        /// Its name.
+        name: &'static str,
+    },
+    /// A map operation failed.
+    #[error("failed to use the eBPF map {name}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// The cause.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// A required probe could not be loaded or attached.
+    #[error("failed to attach the required tracepoint {attach_point} (program {program})")]
+    Attach {
+        /// Program name.
+        program: &'static str,
+        /// `category/name`.
+        attach_point: String,
+        /// The cause.
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// The loaded and attached programs.
+pub struct Sensor {
+    /// The loaded object; dropping it detaches every program.
+    pub ebpf: Ebpf,
+    /// Records for the daemon.
+    pub ring: RingBuf<MapData>,
+    /// Per-CPU counters.
+    pub counters: PerCpuArray<MapData, u64>,
+    /// What happened to each probe.
+    pub probes: Vec<ProbeStatus>,
+    /// Whether tracefs had to be mounted.
+    pub mounted_tracefs: bool,
+}
+
+impl Sensor {
+    /// Checks the host, loads the programs with the catalogue, attaches them and returns the
+    /// sensor. `daemon_pid` is excluded in the kernel.
+    pub fn start(catalogue: &Catalogue, daemon_pid: u32) -> Result<Self, SensorError> {
+        preflight::check()?;
+        let tracefs = Tracefs::ensure_mounted()?;
+        let offsets = resolve_offsets(&tracefs)?;
+        tracing::debug!(?offsets, "resolved kernel offsets");
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global("DAEMON_TGID", &daemon_pid, true)
+            .override_global("KERNEL_OFFSETS", &offsets, true)
+            .load(PROGRAMS)?;
+        load_catalogue(&mut ebpf, catalogue)?;
+        let probes = attach_all(&mut ebpf, &tracefs)?;
+
+        let ring = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
+        let counters = take_map(&mut ebpf, "COUNTERS", PerCpuArray::try_from)?;
+        Ok(Self {
+            ebpf,
+            ring,
+            counters,
+            probes,
+            mounted_tracefs: tracefs.mounted_by_us(),
+        })
+    }
+}
+
+/// Loads the floor programs on the open tracepoints, for the benchmark. Returns the object,
+/// which detaches them when dropped.
+pub fn start_floor() -> Result<Ebpf, SensorError> {
+    preflight::check()?;
+    let tracefs = Tracefs::ensure_mounted()?;
+    let mut ebpf = EbpfLoader::new().load(FLOOR_PROGRAMS)?;
+    for (program, prefix) in [("floor_enter", "sys_enter_"), ("floor_exit", "sys_exit_")] {
+        let tracepoint: &mut TracePoint = program_mut(&mut ebpf, program)?;
+        let attach_point = |name: &str| format!("syscalls/{prefix}{name}");
+        tracepoint.load().map_err(|source| SensorError::Attach {
+            program,
+            attach_point: attach_point("openat"),
+            source,
+        })?;
+        for syscall in ["open", "openat", "openat2"] {
+            let name = format!("{prefix}{syscall}");
+            if !tracefs.has_tracepoint("syscalls", &name) {
+                continue;
+            }
+            tracepoint.attach("syscalls", &name).map_err(|source| SensorError::Attach {
+                program,
+                attach_point: attach_point(syscall),
+                source,
+            })?;
+        }
+    }
+    Ok(ebpf)
+}
+
+fn resolve_offsets(tracefs: &Tracefs) -> Result<KernelOffsets, SensorError> {
+    let btf = KernelBtf::from_sys_fs()?;
+    let mut offsets = KernelOffsets::unknown();
+    let field = |structure: &str, member: &str| match btf.member_offset(structure, member) {
+        Ok(offset) => offset,
+        Err(error) => {
+            tracing::warn!(%error, structure, member, "kernel field not found in BTF; exec records will lack the data that needs it");
+            monitor_common::offsets::UNKNOWN
+        }
+    };
+    offsets.task_real_parent = field("task_struct", "real_parent");
+    offsets.task_tgid = field("task_struct", "tgid");
+    offsets.task_mm = field("task_struct", "mm");
+    offsets.task_start_boottime = field("task_struct", "start_boottime");
+    offsets.mm_arg_start = field("mm_struct", "arg_start");
+    offsets.mm_arg_end = field("mm_struct", "arg_end");
+    offsets.exec_filename_loc = tracefs.field_offset("sched", "sched_process_exec", "filename")?;
+    offsets.exec_pid = tracefs.field_offset("sched", "sched_process_exec", "pid")?;
+    Ok(offsets)
+}
+
+fn load_catalogue(ebpf: &mut Ebpf, catalogue: &Catalogue) -> Result<(), SensorError> {
+    let entries = kernel_entries(catalogue);
+    fill_trie::<PATH_LEN>(ebpf, "FORWARD_MATCH", &entries.forward)?;
+    fill_trie::<REVERSE_LEN>(ebpf, "REVERSE_MATCH", &entries.reverse)?;
+    tracing::debug!(forward = entries.forward.len(), reverse = entries.reverse.len(), "loaded the catalogue into the kernel");
+    Ok(())
+}
+
+fn fill_trie<const N: usize>(ebpf: &mut Ebpf, name: &'static str, entries: &[TrieEntry]) -> Result<(), SensorError> {
+    let map = ebpf.map_mut(name).ok_or(SensorError::Missing { kind: "map", name })?;
+    let mut trie: LpmTrie<&mut MapData, [u8; N], MatchValue> =
+        LpmTrie::try_from(map).map_err(|source| SensorError::Map { name, source })?;
+    for entry in entries {
+        let mut data = [0u8; N];
+        // Keys longer than the trie were rejected when the catalogue was validated.
+        let len = entry.bytes.len().min(N);
+        data[..len].copy_from_slice(&entry.bytes[..len]);
+        let key = Key::new((len * 8) as u32, data);
+        trie.insert(&key, entry.value, 0).map_err(|source| SensorError::Map { name, source })?;
+    }
+    Ok(())
+}
+
+fn attach_all(ebpf: &mut Ebpf, tracefs: &Tracefs) -> Result<Vec<ProbeStatus>, SensorError> {
+    let mut statuses = Vec::with_capacity(PROBES.len());
+    for probe in PROBES {
+        let attach_point = format!("{}/{}", probe.category, probe.tracepoint);
+        let status = |state, detail| ProbeStatus {
+            program: probe.program.to_owned(),
+            attach_point: attach_point.clone(),
+            hook: "tracepoint",
+            state,
+            detail,
+        };
+        if !tracefs.has_tracepoint(probe.category, probe.tracepoint) && !probe.required {
+            tracing::info!(tracepoint = %attach_point, "tracepoint not available on this kernel; continuing without it");
+            statuses.push(status("unavailable", Some("the kernel has no such tracepoint".to_owned())));
+            continue;
+        }
+        match attach_one(ebpf, probe) {
+            Ok(()) => statuses.push(status("attached", None)),
+            Err(source) if probe.required => {
+                return Err(SensorError::Attach { program: probe.program, attach_point, source });
+            }
+            Err(error) => {
+                tracing::warn!(tracepoint = %attach_point, error = %error, "optional probe failed to attach; continuing without it");
+                statuses.push(status("failed", Some(error.to_string())));
+            }
+        }
+    }
+    Ok(statuses)
+}
+
+fn attach_one(ebpf: &mut Ebpf, probe: &ProbeSpec) -> Result<(), ProgramError> {
+    let Some(program) = ebpf.program_mut(probe.program) else {
+        return Err(ProgramError::UnexpectedProgramType);
+    };
+    let tracepoint: &mut TracePoint = program.try_into()?;
+    tracepoint.load()?;
+    tracepoint.attach(probe.category, probe.tracepoint)?;
+    Ok(())
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut TracePoint, SensorError> {
+    let program = ebpf.program_mut(name).ok_or(SensorError::Missing { kind: "program", name })?;
+    program.try_into().map_err(|source| SensorError::Attach {
+        program: name,
+        attach_point: String::new(),
+        source,
+    })
+}
+
+fn take_map<T>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
+) -> Result<T, SensorError> {
+    let map = ebpf.take_map(name).ok_or(SensorError::Missing { kind: "map", name })?;
+    convert(map).map_err(|source| SensorError::Map { name, source })
+}

@@ -1,0 +1,80 @@
+//! Daemon lifecycle: readiness, health at start, clean stop and start-up errors.
+
+use std::{fs, process::Command};
+
+use credwatch_tests::{Daemon, credwatch_binary, scratch_dir};
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn ready_file_health_and_sigterm() {
+    let daemon = Daemon::start("");
+    let ready = daemon.ready_file().to_path_buf();
+    let pid_text = fs::read_to_string(&ready).unwrap();
+    assert_eq!(pid_text.trim(), daemon.pid().to_string());
+
+    let start = daemon.health_events("start");
+    assert_eq!(start.len(), 1);
+    let probes = start[0]["attributes"]["credwatch.probes"].as_array().unwrap();
+    for required in ["sys_enter_openat", "sys_exit_openat", "sched_process_exec", "sched_process_exit"] {
+        let probe = probes.iter().find(|probe| probe["program"] == required).unwrap_or_else(|| panic!("{required} missing"));
+        assert_eq!(probe["state"], "attached", "{probe}");
+        assert_eq!(probe["hook"], "tracepoint");
+    }
+    let events_path = daemon.dir().join("events.jsonl");
+    let status = daemon.stop();
+    assert_eq!(status.code(), Some(0));
+    assert!(!ready.exists(), "the ready file must be removed at exit");
+    let text = fs::read_to_string(events_path).unwrap_or_default();
+    assert!(text.contains("\"credwatch.health.reason\":\"stop\""), "no final health event");
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn sigint_also_exits_zero() {
+    let daemon = Daemon::start("");
+    // SAFETY: kill only signals the daemon this test started.
+    assert_eq!(unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGINT) }, 0);
+    let status = daemon.stop();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+#[ignore = "needs root to switch to an unprivileged user; run with `cargo xtask test`"]
+fn unprivileged_start_names_capabilities() {
+    let dir = scratch_dir();
+    let output = Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(credwatch_binary())
+        .args(["run", "--json-file"])
+        .arg(dir.path().join("events.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("CAP_BPF"), "{stderr}");
+    assert!(stderr.contains("root"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs the release binary; run with `cargo xtask test`"]
+fn invalid_config_names_key_and_exits_2() {
+    let dir = scratch_dir();
+    let config = dir.path().join("config.yaml");
+    fs::write(&config, "catalogue:\n  entries:\n    - {id: mine, type: my_token, suffixes: [/]}\n").unwrap();
+    let output = Command::new(credwatch_binary()).args(["run", "--config"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("catalogue.entries[0].suffixes[0]"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs the release binary; run with `cargo xtask test`"]
+fn missing_config_file_is_named() {
+    let output = Command::new(credwatch_binary())
+        .args(["check-config", "--config", "/nonexistent/credwatch.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/credwatch.yaml"), "{stderr}");
+}
