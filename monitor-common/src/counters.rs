@@ -11,7 +11,7 @@ pub const OPENS_MATCHED: u32 = 1;
 pub const RECORDS_EMITTED: u32 = 2;
 /// Ring-buffer reservations or writes that failed because the buffer was full.
 pub const RINGBUF_FULL: u32 = 3;
-/// Opens whose path could not be read from user memory.
+/// Opens whose path could not be read from user memory, at entry nor at exit.
 pub const PATH_READ_FAILED: u32 = 4;
 /// Matched opens dropped because the map of in-flight opens was full.
 pub const PENDING_FULL: u32 = 5;
@@ -21,5 +21,9 @@ pub const EXEC_READ_FAILED: u32 = 6;
 /// a catalogue name, which the daemon resolves and matches again.
 pub const OPENS_CANDIDATE: u32 = 7;
 
+/// Opens whose path was not yet in memory at entry and was read again at exit, after the
+/// kernel had faulted it in.
+pub const PATH_READ_DEFERRED: u32 = 8;
+
 /// Number of slots in the `COUNTERS` array.
-pub const COUNT: u32 = 8;
+pub const COUNT: u32 = 9;

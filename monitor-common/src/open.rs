@@ -21,6 +21,10 @@ pub const PATH_TRUNCATED: u32 = 1 << 0;
 pub const PATH_RELATIVE: u32 = 1 << 1;
 /// The path contains `//`, `/./` or `/..` (including kubelet `..data` segments).
 pub const PATH_NON_CANONICAL: u32 = 1 << 2;
+/// Kernel-internal: the entry program could not read the path, so the in-flight entry holds
+/// the user pointer in `result` and the exit program reads the path instead. Never set in a
+/// record the daemon receives.
+pub const PATH_DEFERRED: u32 = 1 << 31;
 
 /// A matched open and its result, written by the exit program.
 ///

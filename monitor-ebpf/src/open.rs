@@ -11,6 +11,11 @@
 //! The enter program reads the path and matches it against the catalogue tries. An open that
 //! matches nothing costs that read and the lookups, and sends nothing. A match is kept in
 //! `PENDING_OPENS` until the exit program adds the result and sends the record.
+//!
+//! `bpf_probe_read_user_str` cannot fault pages in, so a path string that is not resident yet
+//! (a freshly mapped page) cannot be read at entry. The kernel faults it in while it copies the
+//! path, so for those opens the entry program keeps the user pointer and the exit program reads
+//! and matches the path instead.
 
 use aya_ebpf::{
     helpers::{
@@ -24,12 +29,16 @@ use aya_ebpf::{
 use monitor_common::{
     catalogue::{MATCH_CANDIDATE, MatchValue, PATH_LEN, REVERSE_LEN},
     counters,
-    open::{AT_FDCWD, OpenRecord, PATH_NON_CANONICAL, PATH_RELATIVE, PATH_TRUNCATED, syscall},
+    open::{
+        AT_FDCWD, OpenRecord, PATH_DEFERRED, PATH_NON_CANONICAL, PATH_RELATIVE, PATH_TRUNCATED,
+        syscall,
+    },
     record::kind,
 };
 
 use crate::maps::{
-    DAEMON_TGID, EVENTS, FORWARD_MATCH, OPEN_SCRATCH, PENDING_OPENS, REVERSE_MATCH, count,
+    DAEMON_TGID, EVENTS, FORWARD_MATCH, OPEN_SCRATCH, OpenScratch, PENDING_OPENS, REVERSE_MATCH,
+    count,
 };
 
 /// Offset of the first syscall argument in a `sys_enter_*` record.
@@ -101,61 +110,91 @@ fn try_enter(
     // SAFETY: the pointer comes from a successful per-CPU array lookup; it stays valid for the
     // whole program run and no other program runs on this CPU meanwhile.
     let scratch = unsafe { &mut *scratch };
-    let record = &mut scratch.record;
 
     // SAFETY: the offset lies inside the tracepoint record, whose layout the module doc states.
-    let filename: *const u8 = unsafe { ctx.read_at::<u64>(filename_at) }.map_err(|_| ())? as _;
-    let path_len = read_path(filename, &mut record.path)?;
-
-    record.lpm_prefix_bits = ((path_len + 1) * 8) as u32;
-    let forward = lookup_forward(record);
-    let value = match forward {
-        Some(value) => value,
-        None => lookup_reverse(&record.path, path_len, &mut scratch.reverse).ok_or(())?,
-    };
-
+    let filename = unsafe { ctx.read_at::<u64>(filename_at) }.map_err(|_| ())?;
     let dfd = match dfd_at {
         // SAFETY: as above, the offset lies inside the tracepoint record.
         Some(at) => unsafe { ctx.read_at::<u64>(at) }.map_err(|_| ())? as i32,
         None => AT_FDCWD,
     };
-    let path_flags = path_flags(&record.path, path_len);
+    let record = &mut scratch.record;
+    record.syscall = syscall;
+    record.dfd = dfd;
+    record.open_flags = open_flags(ctx, syscall, filename_at);
+    // SAFETY: these helpers take no pointers and are allowed in tracepoint programs.
+    record.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+
+    match read_path(filename as *const u8, &mut record.path) {
+        Ok(path_len) => {
+            let Some((value, path_flags)) = match_path(scratch, path_len) else {
+                return Ok(());
+            };
+            fill_match(&mut scratch.record, value, path_len, path_flags);
+            keep_pending(pid_tgid, &scratch.record, counters::OPENS_MATCHED)
+        }
+        Err(()) => {
+            // The string is not resident yet; the kernel faults it in while it opens the
+            // file, so the exit program reads it again.
+            record.result = filename as i64;
+            record.path_flags = PATH_DEFERRED;
+            keep_pending(pid_tgid, record, counters::PATH_READ_DEFERRED)
+        }
+    }
+}
+
+/// Stores the record until the exit tracepoint and counts it under `counter`.
+#[inline(always)]
+fn keep_pending(pid_tgid: u64, record: &OpenRecord, counter: u32) -> Result<(), ()> {
+    if PENDING_OPENS.insert(pid_tgid, record, 0).is_err() {
+        count(counters::PENDING_FULL);
+        return Err(());
+    }
+    count(counter);
+    Ok(())
+}
+
+/// Matches the path in `scratch.record.path` against both tries. Returns the matching value
+/// and the path flags, or `None` when the open is not worth sending.
+#[inline(always)]
+fn match_path(scratch: &mut OpenScratch, path_len: usize) -> Option<(MatchValue, u32)> {
+    let record = &mut scratch.record;
+    record.lpm_prefix_bits = ((path_len + 1) * 8) as u32;
+    let value = match lookup_forward(record) {
+        Some(value) => value,
+        None => lookup_reverse(&record.path, path_len, &mut scratch.reverse)?,
+    };
+    let path_flags = path_flags(&scratch.record.path, path_len);
     if value.flags & MATCH_CANDIDATE != 0 {
         // A bare name such as `token` or `credentials` only hints at a credential when the
         // path still needs resolving; an absolute canonical path was already checked in full.
         let needs_resolving = path_flags & (PATH_RELATIVE | PATH_NON_CANONICAL) != 0;
         if !needs_resolving {
-            return Ok(());
+            return None;
         }
         count(counters::OPENS_CANDIDATE);
     }
+    Some((value, path_flags))
+}
 
+/// Fills the identity and match fields of a record whose path matched.
+#[inline(always)]
+fn fill_match(record: &mut OpenRecord, value: MatchValue, path_len: usize, path_flags: u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     record.kind = kind::OPEN;
-    record.syscall = syscall;
-    record.pid = tgid;
+    record.pid = (pid_tgid >> 32) as u32;
     record.tid = pid_tgid as u32;
     record.uid = uid_gid as u32;
     record.gid = (uid_gid >> 32) as u32;
     record.entry_index = value.entry_index;
     record.match_flags = value.flags;
-    record.dfd = dfd;
-    record.open_flags = open_flags(ctx, syscall, filename_at);
     record.result = 0;
-    // SAFETY: these helpers take no pointers and are allowed in tracepoint programs.
-    record.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
-    // SAFETY: as above.
+    // SAFETY: the helper takes no pointers and is allowed in tracepoint programs.
     record.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     record.path_len = path_len as u32;
     record.path_flags = path_flags;
     record.reserved = 0;
-
-    if PENDING_OPENS.insert(pid_tgid, &*record, 0).is_err() {
-        count(counters::PENDING_FULL);
-        return Err(());
-    }
-    count(counters::OPENS_MATCHED);
-    Ok(())
 }
 
 /// Reads the NUL-terminated user path into `buffer` and returns its length without the NUL.
@@ -171,7 +210,6 @@ fn read_path(filename: *const u8, buffer: &mut [u8; PATH_LEN]) -> Result<usize, 
         )
     };
     if read <= 0 || read > PATH_LEN as i64 {
-        count(counters::PATH_READ_FAILED);
         return Err(());
     }
     // `read` counts the NUL, so this is the string length; at most PATH_LEN - 1.
@@ -196,23 +234,31 @@ fn lookup_reverse(
     path_len: usize,
     key: &mut Key<[u8; REVERSE_LEN]>,
 ) -> Option<MatchValue> {
+    // The length is computed before the loop, not counted in it, so that the verifier sees
+    // one state after the loop instead of one per possible exit iteration.
+    let reversed = if path_len < REVERSE_LEN - 1 { path_len } else { REVERSE_LEN - 1 };
     let mut data = [0u8; REVERSE_LEN];
-    let mut used = 0usize;
     for i in 0..REVERSE_LEN - 1 {
-        if i >= path_len {
+        if i >= reversed {
             break;
         }
         data[i] = path[(path_len - 1 - i) & (PATH_LEN - 1)];
-        used = i + 1;
     }
-    if used == path_len && used < REVERSE_LEN && path[0] != b'/' {
-        data[used & (REVERSE_LEN - 1)] = b'/';
+    let mut used = reversed;
+    if reversed == path_len && path[0] != b'/' {
+        data[reversed & (REVERSE_LEN - 1)] = b'/';
         used += 1;
     }
     key.prefix_len = (used * 8) as u32;
     key.data = data;
     REVERSE_MATCH.get(&*key).copied()
 }
+
+/// `//`, `/./` and `/..` (which includes `/..data`) as big-endian byte windows.
+const SLASH_SLASH: u32 = 0x2f2f;
+const SLASH_DOT_SLASH: u32 = 0x2f2e2f;
+const SLASH_DOT_END: u32 = 0x2f2e00;
+const SLASH_DOT_DOT: u32 = 0x2f2e2e;
 
 /// Classifies the path as relative or non-canonical. Runs only for matched opens.
 #[inline(always)]
@@ -224,23 +270,22 @@ fn path_flags(path: &[u8; PATH_LEN], path_len: usize) -> u32 {
     if path[0] != b'/' {
         flags |= PATH_RELATIVE;
     }
-    let mut previous = 0u8;
-    let mut before_previous = 0u8;
+    // Slide a three-byte window over the path and its terminating NUL. Every comparison either
+    // ends the loop or leaves nothing the verifier could track, which keeps its state count flat.
+    let mut window = 0u32;
     for i in 0..PATH_LEN {
         if i > path_len {
             break;
         }
-        // The NUL at `path_len` ends a trailing "/." or "/..".
-        let current = if i == path_len { b'/' } else { path[i] };
-        let slash_slash = previous == b'/' && current == b'/';
-        let dot_segment = before_previous == b'/' && previous == b'.';
-        let dot_dot = dot_segment && current == b'.';
-        if slash_slash || (dot_segment && current == b'/') || dot_dot {
+        window = ((window << 8) | u32::from(path[i])) & 0xff_ffff;
+        let non_canonical = window & 0xffff == SLASH_SLASH
+            || window == SLASH_DOT_SLASH
+            || window == SLASH_DOT_END
+            || window == SLASH_DOT_DOT;
+        if non_canonical {
             flags |= PATH_NON_CANONICAL;
             break;
         }
-        before_previous = previous;
-        previous = current;
     }
     flags
 }
@@ -262,11 +307,44 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), ()> {
     let result = unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(0);
     // SAFETY: the pointer comes from a successful lookup. Only this thread writes the entry
     // for its own pid_tgid, and it is inside this system call.
-    unsafe { (*pending).result = result };
-    // SAFETY: as above; the entry stays valid until the removal below.
-    let sent = EVENTS.output::<OpenRecord>(unsafe { &*pending }, 0);
+    let pending = unsafe { &mut *pending };
+    if pending.path_flags & PATH_DEFERRED != 0 {
+        let sent = exit_deferred(pending, result);
+        let _ = PENDING_OPENS.remove(&pid_tgid);
+        return sent;
+    }
+    pending.result = result;
+    let sent = EVENTS.output::<OpenRecord>(&*pending, 0);
     let _ = PENDING_OPENS.remove(&pid_tgid);
     match sent {
+        Ok(()) => count(counters::RECORDS_EMITTED),
+        Err(_) => count(counters::RINGBUF_FULL),
+    }
+    Ok(())
+}
+
+/// Reads and matches a path the entry program could not read, and sends the record when it
+/// matches.
+#[inline(always)]
+fn exit_deferred(pending: &OpenRecord, result: i64) -> Result<(), ()> {
+    let scratch = OPEN_SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: as in try_enter, a per-CPU scratch value used by this program run alone.
+    let scratch = unsafe { &mut *scratch };
+    let filename = pending.result as u64 as *const u8;
+    scratch.record.syscall = pending.syscall;
+    scratch.record.dfd = pending.dfd;
+    scratch.record.open_flags = pending.open_flags;
+    scratch.record.boot_ns = pending.boot_ns;
+
+    let Ok(path_len) = read_path(filename, &mut scratch.record.path) else {
+        count(counters::PATH_READ_FAILED);
+        return Err(());
+    };
+    let (value, path_flags) = match_path(scratch, path_len).ok_or(())?;
+    fill_match(&mut scratch.record, value, path_len, path_flags);
+    scratch.record.result = result;
+    count(counters::OPENS_MATCHED);
+    match EVENTS.output::<OpenRecord>(&scratch.record, 0) {
         Ok(()) => count(counters::RECORDS_EMITTED),
         Err(_) => count(counters::RINGBUF_FULL),
     }

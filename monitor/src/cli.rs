@@ -128,6 +128,9 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(error) => return report(&error, EXIT_USAGE),
     };
+    if let Err(error) = sensor::preflight::check() {
+        return report(&error, EXIT_FAILURE);
+    }
     let resource = Resource::detect();
     let sink = match &args.json_file {
         Some(path) => match JsonLinesSink::file(path, resource) {

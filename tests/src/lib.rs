@@ -188,21 +188,27 @@ impl Daemon {
             .collect()
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    /// Sends SIGTERM and returns the exit status. The events stay readable afterwards.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit()
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill only sends a signal to the daemon this harness started.
         let result = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         assert_eq!(result, 0, "failed to signal credwatch");
     }
 
-    /// Sends SIGTERM and returns the exit status.
-    pub fn stop(mut self) -> ExitStatus {
-        self.signal(libc::SIGTERM);
+    /// Waits for the daemon to exit and returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for credwatch") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "credwatch did not stop within {TIMEOUT:?} of SIGTERM");
+            assert!(Instant::now() < deadline, "credwatch did not exit within {TIMEOUT:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -14,7 +14,7 @@ const FAKE_AWS: &str = "[default]\naws_access_key_id = AKIAFAKEFAKEFAKE1234\naws
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn cat_of_aws_credentials_gives_one_event() {
-    let daemon = Daemon::start("");
+    let mut daemon = Daemon::start("");
     let home = daemon.dir().join("home");
     let credentials = home.join(".aws/credentials");
     write_file(&credentials, FAKE_AWS);
@@ -58,7 +58,7 @@ fn relative_path_after_chdir_is_reported_absolute() {
         "    - {{id: test-sa-token, type: kubernetes_service_account_token, paths: [{}]}}\n",
         token.display()
     );
-    let daemon = Daemon::start(&entry);
+    let mut daemon = Daemon::start(&entry);
 
     let script = format!("import os\nos.chdir({:?})\nopen('token').read()\n", account.to_str().unwrap());
     let (pid, status) = run(Command::new("/usr/bin/python3").args(["-c", &script]));
@@ -77,7 +77,7 @@ fn relative_path_after_chdir_is_reported_absolute() {
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn dot_dot_traversal_is_normalised() {
-    let daemon = Daemon::start("");
+    let mut daemon = Daemon::start("");
     let home = daemon.dir().join("home");
     let credentials = home.join(".aws/credentials");
     write_file(&credentials, FAKE_AWS);
@@ -106,7 +106,7 @@ fn kubelet_data_symlink_layout_is_normalised() {
     symlink("..data/token", account.join("token")).unwrap();
     let token = account.join("token");
     let entry = format!("    - {{id: test-sa-token, type: kubernetes_service_account_token, paths: [{}]}}\n", token.display());
-    let daemon = Daemon::start(&entry);
+    let mut daemon = Daemon::start(&entry);
 
     let through_data = account.join("..data/token");
     let through_timestamp = timestamped.join("token");
@@ -125,7 +125,7 @@ fn kubelet_data_symlink_layout_is_normalised() {
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn ordinary_file_gives_no_event() {
-    let daemon = Daemon::start("");
+    let mut daemon = Daemon::start("");
     let notes = daemon.dir().join("home/notes.txt");
     write_file(&notes, "nothing secret\n");
 
@@ -140,7 +140,7 @@ fn ordinary_file_gives_no_event() {
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn missing_credential_reports_enoent() {
-    let daemon = Daemon::start("");
+    let mut daemon = Daemon::start("");
     let missing = daemon.dir().join("nobody-home/.aws/credentials");
 
     let (pid, status) = run(Command::new("/usr/bin/cat").arg(&missing));
@@ -157,7 +157,7 @@ fn missing_credential_reports_enoent() {
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn unprivileged_read_reports_eacces() {
-    let daemon = Daemon::start("");
+    let mut daemon = Daemon::start("");
     let key = daemon.dir().join("home/.ssh/id_ed25519");
     write_file(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nmade-up\n-----END OPENSSH PRIVATE KEY-----\n");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
@@ -180,7 +180,7 @@ fn unprivileged_read_reports_eacces() {
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn ordinary_opens_never_reach_userspace() {
-    let daemon = Daemon::start("");
+    let mut daemon = Daemon::start("");
     let file = daemon.dir().join("ordinary-data.txt");
     write_file(&file, "data\n");
     let before = daemon.request_health();
@@ -202,7 +202,7 @@ fn ordinary_opens_never_reach_userspace() {
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn daemon_own_reads_are_excluded() {
     // /etc/passwd becomes a credential here; the daemon reads it to name the user of an event.
-    let daemon = Daemon::start("    - {id: test-passwd, type: test_passwd, paths: [/etc/passwd]}\n");
+    let mut daemon = Daemon::start("    - {id: test-passwd, type: test_passwd, paths: [/etc/passwd]}\n");
     let home = daemon.dir().join("home");
     let credentials = home.join(".aws/credentials");
     write_file(&credentials, FAKE_AWS);
@@ -221,7 +221,7 @@ fn daemon_own_reads_are_excluded() {
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn secret_arguments_are_redacted() {
-    let daemon = Daemon::start("");
+    let mut daemon = Daemon::start("");
     let credentials = daemon.dir().join("home/.aws/credentials");
     write_file(&credentials, FAKE_AWS);
     let script = format!("open({:?}).read()", credentials.to_str().unwrap());

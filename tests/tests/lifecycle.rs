@@ -7,7 +7,7 @@ use credwatch_tests::{Daemon, credwatch_binary, scratch_dir};
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn ready_file_health_and_sigterm() {
-    let daemon = Daemon::start("");
+    let mut daemon = Daemon::start("");
     let ready = daemon.ready_file().to_path_buf();
     let pid_text = fs::read_to_string(&ready).unwrap();
     assert_eq!(pid_text.trim(), daemon.pid().to_string());
@@ -20,21 +20,18 @@ fn ready_file_health_and_sigterm() {
         assert_eq!(probe["state"], "attached", "{probe}");
         assert_eq!(probe["hook"], "tracepoint");
     }
-    let events_path = daemon.dir().join("events.jsonl");
     let status = daemon.stop();
     assert_eq!(status.code(), Some(0));
     assert!(!ready.exists(), "the ready file must be removed at exit");
-    let text = fs::read_to_string(events_path).unwrap_or_default();
-    assert!(text.contains("\"credwatch.health.reason\":\"stop\""), "no final health event");
+    assert_eq!(daemon.health_events("stop").len(), 1, "no final health event");
 }
 
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn sigint_also_exits_zero() {
-    let daemon = Daemon::start("");
-    // SAFETY: kill only signals the daemon this test started.
-    assert_eq!(unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGINT) }, 0);
-    let status = daemon.stop();
+    let mut daemon = Daemon::start("");
+    daemon.signal(libc::SIGINT);
+    let status = daemon.wait_exit();
     assert_eq!(status.code(), Some(0));
 }
 

@@ -16,8 +16,10 @@ pub struct Counters {
     pub records_emitted: u64,
     /// Records lost because the ring buffer was full.
     pub ringbuf_full: u64,
-    /// Opens whose path could not be read.
+    /// Opens whose path could not be read at entry nor at exit.
     pub path_read_failed: u64,
+    /// Opens whose path was read at exit because it was not resident at entry.
+    pub path_read_deferred: u64,
     /// Matched opens lost because the in-flight map was full.
     pub pending_full: u64,
     /// Execs whose arguments or parent could not be read.
@@ -41,6 +43,7 @@ impl Counters {
             records_emitted: sum(index::RECORDS_EMITTED),
             ringbuf_full: sum(index::RINGBUF_FULL),
             path_read_failed: sum(index::PATH_READ_FAILED),
+            path_read_deferred: sum(index::PATH_READ_DEFERRED),
             pending_full: sum(index::PENDING_FULL),
             exec_read_failed: sum(index::EXEC_READ_FAILED),
         }
@@ -52,7 +55,7 @@ impl Counters {
     }
 
     /// Name and value of every counter, in a stable order, for the health event.
-    pub fn fields(&self) -> [(&'static str, u64); 8] {
+    pub fn fields(&self) -> [(&'static str, u64); 9] {
         [
             ("opens_seen", self.opens_seen),
             ("opens_matched", self.opens_matched),
@@ -60,6 +63,7 @@ impl Counters {
             ("records_emitted", self.records_emitted),
             ("ringbuf_full", self.ringbuf_full),
             ("path_read_failed", self.path_read_failed),
+            ("path_read_deferred", self.path_read_deferred),
             ("pending_full", self.pending_full),
             ("exec_read_failed", self.exec_read_failed),
         ]

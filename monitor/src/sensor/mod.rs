@@ -123,10 +123,10 @@ pub struct Sensor {
 }
 
 impl Sensor {
-    /// Checks the host, loads the programs with the catalogue, attaches them and returns the
-    /// sensor. `daemon_pid` is excluded in the kernel.
+    /// Loads the programs with the catalogue, attaches them and returns the sensor.
+    /// `daemon_pid` is excluded in the kernel. Call [`preflight::check`] first for clear
+    /// errors about missing privileges or kernel features.
     pub fn start(catalogue: &Catalogue, daemon_pid: u32) -> Result<Self, SensorError> {
-        preflight::check()?;
         let tracefs = Tracefs::ensure_mounted()?;
         let offsets = resolve_offsets(&tracefs)?;
         tracing::debug!(?offsets, "resolved kernel offsets");
