@@ -76,5 +76,6 @@ const _: () = assert!(size_of::<OpenRecord>() == 80 + PATH_LEN);
 const _: () = assert!(align_of::<OpenRecord>() == 8);
 const _: () = assert!(core::mem::offset_of!(OpenRecord, path) == 80);
 const _: () = assert!(
-    core::mem::offset_of!(OpenRecord, lpm_prefix_bits) + 4 == core::mem::offset_of!(OpenRecord, path)
+    core::mem::offset_of!(OpenRecord, lpm_prefix_bits) + 4
+        == core::mem::offset_of!(OpenRecord, path)
 );

@@ -236,7 +236,11 @@ fn lookup_reverse(
 ) -> Option<MatchValue> {
     // The length is computed before the loop, not counted in it, so that the verifier sees
     // one state after the loop instead of one per possible exit iteration.
-    let reversed = if path_len < REVERSE_LEN - 1 { path_len } else { REVERSE_LEN - 1 };
+    let reversed = if path_len < REVERSE_LEN - 1 {
+        path_len
+    } else {
+        REVERSE_LEN - 1
+    };
     let mut data = [0u8; REVERSE_LEN];
     for i in 0..REVERSE_LEN - 1 {
         if i >= reversed {

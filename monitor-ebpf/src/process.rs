@@ -119,7 +119,10 @@ fn read_task(offsets: &KernelOffsets, record: &mut ExecRecord) {
     // SAFETY: bpf_probe_read_kernel validates the address and returns an error instead of
     // faulting; the offsets come from the running kernel's BTF.
     let parent = unsafe {
-        bpf_probe_read_kernel(task.add(offsets.task_real_parent as usize).cast::<*const u8>())
+        bpf_probe_read_kernel(
+            task.add(offsets.task_real_parent as usize)
+                .cast::<*const u8>(),
+        )
     };
     // SAFETY: as above.
     let start = unsafe {
@@ -165,7 +168,8 @@ fn read_args(offsets: &KernelOffsets, record: &mut ExecRecord) {
         return;
     };
     // SAFETY: as above.
-    let start = unsafe { bpf_probe_read_kernel(mm.add(offsets.mm_arg_start as usize).cast::<u64>()) };
+    let start =
+        unsafe { bpf_probe_read_kernel(mm.add(offsets.mm_arg_start as usize).cast::<u64>()) };
     // SAFETY: as above.
     let end = unsafe { bpf_probe_read_kernel(mm.add(offsets.mm_arg_end as usize).cast::<u64>()) };
     let (Ok(start), Ok(end)) = (start, end) else {

@@ -144,11 +144,17 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(sensor) => sensor,
         Err(error) => return report(&error, EXIT_FAILURE),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => return report(&error, EXIT_FAILURE),
     };
-    let options = RunOptions { ready_file: args.ready_file, health: config.health };
+    let options = RunOptions {
+        ready_file: args.ready_file,
+        health: config.health,
+    };
     match runtime.block_on(Daemon::new(catalogue, sink).run(sensor, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error, EXIT_FAILURE),
@@ -190,7 +196,12 @@ fn catalogue(config: Option<&Path>, format: Format) -> ExitCode {
                     .chain(&entry.basenames)
                     .map(String::as_str)
                     .collect();
-                println!("{:<34} {:<34} {}", entry.id, entry.credential_type, patterns.join(" "));
+                println!(
+                    "{:<34} {:<34} {}",
+                    entry.id,
+                    entry.credential_type,
+                    patterns.join(" ")
+                );
             }
         }
     }
@@ -200,7 +211,11 @@ fn catalogue(config: Option<&Path>, format: Format) -> ExitCode {
 fn check_config(path: &Path) -> ExitCode {
     match load_catalogue(Some(path)) {
         Ok((_, catalogue)) => {
-            println!("{}: valid, {} catalogue entries", path.display(), catalogue.entries().len());
+            println!(
+                "{}: valid, {} catalogue entries",
+                path.display(),
+                catalogue.entries().len()
+            );
             ExitCode::SUCCESS
         }
         Err(error) => report(&error, EXIT_USAGE),

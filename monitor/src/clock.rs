@@ -14,7 +14,9 @@ impl BootClock {
     pub fn now() -> Self {
         let realtime = clock_ns(libc::CLOCK_REALTIME);
         let boottime = clock_ns(libc::CLOCK_BOOTTIME);
-        Self { boot_epoch_ns: realtime - boottime }
+        Self {
+            boot_epoch_ns: realtime - boottime,
+        }
     }
 
     /// The wall time of a boot-time timestamp.
@@ -26,7 +28,10 @@ impl BootClock {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `now` is a valid, writable timespec and both clock ids exist on Linux 2.6.39+.
     unsafe { libc::clock_gettime(clock, &mut now) };
     i128::from(now.tv_sec) * 1_000_000_000 + i128::from(now.tv_nsec)
@@ -53,11 +58,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -86,7 +96,9 @@ mod tests {
         let clock = BootClock::now();
         let boot_now = u64::try_from(clock_ns(libc::CLOCK_BOOTTIME)).unwrap();
         let converted = clock.to_system_time(boot_now);
-        let skew = SystemTime::now().duration_since(converted).unwrap_or_default();
+        let skew = SystemTime::now()
+            .duration_since(converted)
+            .unwrap_or_default();
         assert!(skew < Duration::from_secs(5), "{skew:?}");
     }
 }

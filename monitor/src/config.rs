@@ -173,9 +173,9 @@ where
 /// Parses a duration written as a whole number and a unit: `ms`, `s`, `m` or `h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("duration {text:?} has no unit; write for example `30s`, `500ms`, `5m` or `1h`"))?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!("duration {text:?} has no unit; write for example `30s`, `500ms`, `5m` or `1h`")
+    })?;
     let (number, unit) = text.split_at(split);
     let value: u64 = number
         .parse()
@@ -211,15 +211,22 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let error = parse("catalogue:\n  bultin: false\n").unwrap_err().to_string();
+        let error = parse("catalogue:\n  bultin: false\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("bultin"), "{error}");
-        assert!(error.contains("builtin"), "message should list the allowed keys: {error}");
+        assert!(
+            error.contains("builtin"),
+            "message should list the allowed keys: {error}"
+        );
         assert!(error.contains("test.yaml"), "{error}");
     }
 
     #[test]
     fn wrong_type_is_reported_with_location() {
-        let error = parse("catalogue:\n  builtin: maybe\n").unwrap_err().to_string();
+        let error = parse("catalogue:\n  builtin: maybe\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("line 2"), "{error}");
     }
 
@@ -233,14 +240,18 @@ mod tests {
 
     #[test]
     fn bad_duration_names_value_and_units() {
-        let error = parse("health:\n  report_interval: 5 minutes\n").unwrap_err().to_string();
+        let error = parse("health:\n  report_interval: 5 minutes\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("5 minutes"), "{error}");
         assert!(error.contains("`ms`, `s`, `m` or `h`"), "{error}");
     }
 
     #[test]
     fn zero_drop_check_interval_is_rejected() {
-        let error = parse("health:\n  drop_check_interval: 0s\n").unwrap_err().to_string();
+        let error = parse("health:\n  drop_check_interval: 0s\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("health.drop_check_interval"), "{error}");
     }
 }

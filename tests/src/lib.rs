@@ -16,6 +16,8 @@ use std::{
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod contract;
+
 /// How long a test waits for the daemon to start or for an event.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -32,8 +34,12 @@ pub fn credwatch_binary() -> PathBuf {
 
 /// A temporary directory that other users can traverse, removed on drop.
 pub fn scratch_dir() -> TempDir {
-    let dir = tempfile::Builder::new().prefix("credwatch-test-").tempdir().expect("create a temporary directory");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod the temporary directory");
+    let dir = tempfile::Builder::new()
+        .prefix("credwatch-test-")
+        .tempdir()
+        .expect("create a temporary directory");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+        .expect("chmod the temporary directory");
     dir
 }
 
@@ -65,7 +71,8 @@ impl Daemon {
     /// catalogue entries (may be empty), and waits for its ready file.
     pub fn start(extra_entries: &str) -> Self {
         let dir = scratch_dir();
-        let marker_entry = format!("    - {{id: test-marker, type: test_marker, basenames: [{MARKER_NAME}]}}\n");
+        let marker_entry =
+            format!("    - {{id: test-marker, type: test_marker, basenames: [{MARKER_NAME}]}}\n");
         let config = format!(
             "catalogue:\n  entries:\n{marker_entry}{extra_entries}health:\n  report_interval: 0s\n"
         );
@@ -89,7 +96,13 @@ impl Daemon {
             .stderr(fs::File::create(&stderr).expect("create the stderr log"))
             .spawn()
             .expect("start credwatch; build it with `cargo xtask build`");
-        let mut daemon = Self { child, dir, events, ready, stderr };
+        let mut daemon = Self {
+            child,
+            dir,
+            events,
+            ready,
+            stderr,
+        };
         daemon.wait_ready();
         daemon
     }
@@ -98,9 +111,16 @@ impl Daemon {
         let deadline = Instant::now() + TIMEOUT;
         while !self.ready.exists() {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("credwatch exited with {status} before it was ready; stderr:\n{}", self.stderr_text());
+                panic!(
+                    "credwatch exited with {status} before it was ready; stderr:\n{}",
+                    self.stderr_text()
+                );
             }
-            assert!(Instant::now() < deadline, "credwatch was not ready after {TIMEOUT:?}; stderr:\n{}", self.stderr_text());
+            assert!(
+                Instant::now() < deadline,
+                "credwatch was not ready after {TIMEOUT:?}; stderr:\n{}",
+                self.stderr_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -130,7 +150,10 @@ impl Daemon {
         let text = fs::read_to_string(&self.events).unwrap_or_default();
         text.lines()
             .filter(|line| !line.trim().is_empty())
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("invalid JSON line {line:?}: {error}")))
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|error| panic!("invalid JSON line {line:?}: {error}"))
+            })
             .collect()
     }
 
@@ -153,7 +176,11 @@ impl Daemon {
             if Instant::now() > deadline {
                 panic!(
                     "no event for {what} after {TIMEOUT:?}; events:\n{}\nstderr:\n{}",
-                    self.events().iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
+                    self.events()
+                        .iter()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                     self.stderr_text()
                 );
             }
@@ -164,19 +191,28 @@ impl Daemon {
     /// Opens a marker file from the test process and waits for its event. The ring buffer keeps
     /// records in order, so after this returns the daemon has handled every earlier record.
     pub fn barrier(&self) {
-        let marker = self.dir().join(format!("barrier-{}", unique())).join(MARKER_NAME);
+        let marker = self
+            .dir()
+            .join(format!("barrier-{}", unique()))
+            .join(MARKER_NAME);
         write_file(&marker, "marker\n");
         fs::read(&marker).expect("read the marker");
         let marker_text = marker.to_string_lossy().into_owned();
-        self.wait_for("the barrier marker", |event| event["attributes"]["file.path"] == marker_text.as_str());
+        self.wait_for("the barrier marker", |event| {
+            event["attributes"]["file.path"] == marker_text.as_str()
+        });
     }
 
     /// Sends SIGUSR1 and returns the health event it produces.
     pub fn request_health(&self) -> Value {
         let before = self.health_events("requested").len();
         self.signal(libc::SIGUSR1);
-        self.wait_for("a requested health event", |_| self.health_events("requested").len() > before);
-        self.health_events("requested").pop().expect("a requested health event")
+        self.wait_for("a requested health event", |_| {
+            self.health_events("requested").len() > before
+        });
+        self.health_events("requested")
+            .pop()
+            .expect("a requested health event")
     }
 
     /// Health events with the given reason.
@@ -208,7 +244,10 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().expect("wait for credwatch") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "credwatch did not exit within {TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "credwatch did not exit within {TIMEOUT:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -244,5 +283,7 @@ pub fn run(command: &mut Command) -> (u32, ExitStatus) {
 
 /// The attribute `key` of an event, as a string.
 pub fn attribute<'a>(event: &'a Value, key: &str) -> &'a str {
-    event["attributes"][key].as_str().unwrap_or_else(|| panic!("event has no string attribute {key}: {event}"))
+    event["attributes"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("event has no string attribute {key}: {event}"))
 }

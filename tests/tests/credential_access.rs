@@ -6,7 +6,9 @@ use std::{
     process::Command,
 };
 
-use credwatch_tests::{Daemon, attribute, run, scratch_dir, write_file};
+use credwatch_tests::{
+    Daemon, attribute, contract::assert_documented, run, scratch_dir, write_file,
+};
 
 /// Made-up AWS credentials; the key id has the real format but is not a real key.
 const FAKE_AWS: &str = "[default]\naws_access_key_id = AKIAFAKEFAKEFAKE1234\naws_secret_access_key = made-up-secret-for-tests-only\n";
@@ -19,18 +21,27 @@ fn cat_of_aws_credentials_gives_one_event() {
     let credentials = home.join(".aws/credentials");
     write_file(&credentials, FAKE_AWS);
 
-    let (pid, status) = run(Command::new("/usr/bin/cat").arg(&credentials).env("HOME", &home));
+    let (pid, status) = run(Command::new("/usr/bin/cat")
+        .arg(&credentials)
+        .env("HOME", &home));
     assert!(status.success());
     daemon.barrier();
 
     let events = daemon.access_events_of(pid);
-    assert_eq!(events.len(), 1, "expected exactly one event for cat: {events:#?}");
+    assert_eq!(
+        events.len(),
+        1,
+        "expected exactly one event for cat: {events:#?}"
+    );
     let event = &events[0];
     assert_eq!(event["attributes"]["process.pid"], pid);
     assert_eq!(attribute(event, "process.executable.path"), "/usr/bin/cat");
     assert_eq!(attribute(event, "process.executable.name"), "cat");
     assert_eq!(attribute(event, "file.path"), credentials.to_str().unwrap());
-    assert_eq!(attribute(event, "credwatch.credential.type"), "aws_credentials");
+    assert_eq!(
+        attribute(event, "credwatch.credential.type"),
+        "aws_credentials"
+    );
     assert_eq!(attribute(event, "credwatch.access.result"), "ok");
     assert_eq!(attribute(event, "credwatch.access.mode"), "read");
     assert_eq!(event["attributes"]["process.user.id"], 0);
@@ -41,9 +52,13 @@ fn cat_of_aws_credentials_gives_one_event() {
     assert!(attribute(event, "process.linux.cgroup").starts_with("0::/"));
     assert_eq!(event["severity_text"], "INFO");
     assert_eq!(event["resource"]["service.name"], "credwatch");
+    assert_documented(event);
 
     let text = fs::read_to_string(daemon.dir().join("events.jsonl")).unwrap();
-    assert!(!text.contains("made-up-secret-for-tests-only"), "the secret leaked into events");
+    assert!(
+        !text.contains("made-up-secret-for-tests-only"),
+        "the secret leaked into events"
+    );
     assert!(daemon.stop().success());
 }
 
@@ -53,14 +68,20 @@ fn relative_path_after_chdir_is_reported_absolute() {
     let dir = scratch_dir();
     let account = dir.path().join("serviceaccount");
     let token = account.join("token");
-    write_file(&token, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWRlLXVwIn0.made-up-signature\n");
+    write_file(
+        &token,
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWRlLXVwIn0.made-up-signature\n",
+    );
     let entry = format!(
         "    - {{id: test-sa-token, type: kubernetes_service_account_token, paths: [{}]}}\n",
         token.display()
     );
     let mut daemon = Daemon::start(&entry);
 
-    let script = format!("import os\nos.chdir({:?})\nopen('token').read()\n", account.to_str().unwrap());
+    let script = format!(
+        "import os\nos.chdir({:?})\nopen('token').read()\n",
+        account.to_str().unwrap()
+    );
     let (pid, status) = run(Command::new("/usr/bin/python3").args(["-c", &script]));
     assert!(status.success());
     daemon.barrier();
@@ -68,8 +89,14 @@ fn relative_path_after_chdir_is_reported_absolute() {
     let events = daemon.access_events_of(pid);
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(attribute(&events[0], "file.path"), token.to_str().unwrap());
-    assert_eq!(attribute(&events[0], "credwatch.file.requested_path"), "token");
-    assert_eq!(attribute(&events[0], "credwatch.credential.type"), "kubernetes_service_account_token");
+    assert_eq!(
+        attribute(&events[0], "credwatch.file.requested_path"),
+        "token"
+    );
+    assert_eq!(
+        attribute(&events[0], "credwatch.credential.type"),
+        "kubernetes_service_account_token"
+    );
     assert!(attribute(&events[0], "process.executable.path").contains("python3"));
     assert!(daemon.stop().success());
 }
@@ -90,8 +117,14 @@ fn dot_dot_traversal_is_normalised() {
 
     let events = daemon.access_events_of(pid);
     assert_eq!(events.len(), 1, "{events:#?}");
-    assert_eq!(attribute(&events[0], "file.path"), credentials.to_str().unwrap());
-    assert_eq!(attribute(&events[0], "credwatch.file.requested_path"), traversal);
+    assert_eq!(
+        attribute(&events[0], "file.path"),
+        credentials.to_str().unwrap()
+    );
+    assert_eq!(
+        attribute(&events[0], "credwatch.file.requested_path"),
+        traversal
+    );
     assert!(daemon.stop().success());
 }
 
@@ -105,7 +138,10 @@ fn kubelet_data_symlink_layout_is_normalised() {
     symlink("..2026_12_04_19_50_00.123456789", account.join("..data")).unwrap();
     symlink("..data/token", account.join("token")).unwrap();
     let token = account.join("token");
-    let entry = format!("    - {{id: test-sa-token, type: kubernetes_service_account_token, paths: [{}]}}\n", token.display());
+    let entry = format!(
+        "    - {{id: test-sa-token, type: kubernetes_service_account_token, paths: [{}]}}\n",
+        token.display()
+    );
     let mut daemon = Daemon::start(&entry);
 
     let through_data = account.join("..data/token");
@@ -133,7 +169,10 @@ fn ordinary_file_gives_no_event() {
     assert!(status.success());
     daemon.barrier();
 
-    assert_eq!(daemon.access_events_of(pid), Vec::<serde_json::Value>::new());
+    assert_eq!(
+        daemon.access_events_of(pid),
+        Vec::<serde_json::Value>::new()
+    );
     assert!(daemon.stop().success());
 }
 
@@ -150,7 +189,10 @@ fn missing_credential_reports_enoent() {
     let events = daemon.access_events_of(pid);
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(attribute(&events[0], "credwatch.access.result"), "ENOENT");
-    assert_eq!(attribute(&events[0], "file.path"), missing.to_str().unwrap());
+    assert_eq!(
+        attribute(&events[0], "file.path"),
+        missing.to_str().unwrap()
+    );
     assert!(daemon.stop().success());
 }
 
@@ -159,21 +201,38 @@ fn missing_credential_reports_enoent() {
 fn unprivileged_read_reports_eacces() {
     let mut daemon = Daemon::start("");
     let key = daemon.dir().join("home/.ssh/id_ed25519");
-    write_file(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nmade-up\n-----END OPENSSH PRIVATE KEY-----\n");
+    write_file(
+        &key,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nmade-up\n-----END OPENSSH PRIVATE KEY-----\n",
+    );
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
 
     let (pid, status) = run(Command::new("/usr/bin/setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/cat"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/cat",
+        ])
         .arg(&key));
-    assert!(!status.success(), "nobody must not read a root-owned 0600 key");
+    assert!(
+        !status.success(),
+        "nobody must not read a root-owned 0600 key"
+    );
     daemon.barrier();
 
     let events = daemon.access_events_of(pid);
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(attribute(&events[0], "credwatch.access.result"), "EACCES");
-    assert_eq!(attribute(&events[0], "credwatch.credential.type"), "ssh_private_key");
+    assert_eq!(
+        attribute(&events[0], "credwatch.credential.type"),
+        "ssh_private_key"
+    );
     assert_eq!(events[0]["attributes"]["process.user.id"], 65534);
-    assert_eq!(attribute(&events[0], "process.executable.path"), "/usr/bin/cat");
+    assert_eq!(
+        attribute(&events[0], "process.executable.path"),
+        "/usr/bin/cat"
+    );
     assert!(daemon.stop().success());
 }
 
@@ -185,14 +244,19 @@ fn ordinary_opens_never_reach_userspace() {
     write_file(&file, "data\n");
     let before = daemon.request_health();
 
-    let script = format!("for _ in range(10000):\n    open({:?}).close()\n", file.to_str().unwrap());
+    let script = format!(
+        "for _ in range(10000):\n    open({:?}).close()\n",
+        file.to_str().unwrap()
+    );
     let (_, status) = run(Command::new("/usr/bin/python3").args(["-c", &script]));
     assert!(status.success());
     let after = daemon.request_health();
 
     let counter = |event: &serde_json::Value, key: &str| event["attributes"][key].as_u64().unwrap();
-    let seen = counter(&after, "credwatch.kernel.opens_seen") - counter(&before, "credwatch.kernel.opens_seen");
-    let matched = counter(&after, "credwatch.kernel.opens_matched") - counter(&before, "credwatch.kernel.opens_matched");
+    let seen = counter(&after, "credwatch.kernel.opens_seen")
+        - counter(&before, "credwatch.kernel.opens_seen");
+    let matched = counter(&after, "credwatch.kernel.opens_matched")
+        - counter(&before, "credwatch.kernel.opens_matched");
     assert!(seen >= 10_000, "the enter program saw only {seen} opens");
     assert_eq!(matched, 0, "ordinary opens were sent to userspace");
     assert!(daemon.stop().success());
@@ -202,19 +266,33 @@ fn ordinary_opens_never_reach_userspace() {
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn daemon_own_reads_are_excluded() {
     // /etc/passwd becomes a credential here; the daemon reads it to name the user of an event.
-    let mut daemon = Daemon::start("    - {id: test-passwd, type: test_passwd, paths: [/etc/passwd]}\n");
+    let mut daemon =
+        Daemon::start("    - {id: test-passwd, type: test_passwd, paths: [/etc/passwd]}\n");
     let home = daemon.dir().join("home");
     let credentials = home.join(".aws/credentials");
     write_file(&credentials, FAKE_AWS);
 
     let (pid, _) = run(Command::new("/usr/bin/cat").arg(&credentials));
-    let event = daemon.wait_for("cat's access", |event| event["attributes"]["process.pid"] == pid);
-    assert_eq!(attribute(&event, "process.user.name"), "root", "the daemon did not read /etc/passwd");
+    let event = daemon.wait_for("cat's access", |event| {
+        event["attributes"]["process.pid"] == pid
+    });
+    assert_eq!(
+        attribute(&event, "process.user.name"),
+        "root",
+        "the daemon did not read /etc/passwd"
+    );
     let (reader, _) = run(Command::new("/usr/bin/cat").arg("/etc/passwd"));
     daemon.barrier();
 
-    assert_eq!(daemon.access_events_of(reader).len(), 1, "another process reading /etc/passwd is reported");
-    assert_eq!(daemon.access_events_of(daemon.pid()), Vec::<serde_json::Value>::new());
+    assert_eq!(
+        daemon.access_events_of(reader).len(),
+        1,
+        "another process reading /etc/passwd is reported"
+    );
+    assert_eq!(
+        daemon.access_events_of(daemon.pid()),
+        Vec::<serde_json::Value>::new()
+    );
     assert!(daemon.stop().success());
 }
 
@@ -226,7 +304,12 @@ fn secret_arguments_are_redacted() {
     write_file(&credentials, FAKE_AWS);
     let script = format!("open({:?}).read()", credentials.to_str().unwrap());
 
-    let (pid, _) = run(Command::new("/usr/bin/python3").args(["-c", &script, "--password", "hunter2-made-up"]));
+    let (pid, _) = run(Command::new("/usr/bin/python3").args([
+        "-c",
+        &script,
+        "--password",
+        "hunter2-made-up",
+    ]));
     daemon.barrier();
 
     let events = daemon.access_events_of(pid);

@@ -2,7 +2,7 @@
 
 use std::{fs, process::Command};
 
-use credwatch_tests::{Daemon, credwatch_binary, scratch_dir};
+use credwatch_tests::{Daemon, contract::assert_documented, credwatch_binary, scratch_dir};
 
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
@@ -14,16 +14,30 @@ fn ready_file_health_and_sigterm() {
 
     let start = daemon.health_events("start");
     assert_eq!(start.len(), 1);
-    let probes = start[0]["attributes"]["credwatch.probes"].as_array().unwrap();
-    for required in ["sys_enter_openat", "sys_exit_openat", "sched_process_exec", "sched_process_exit"] {
-        let probe = probes.iter().find(|probe| probe["program"] == required).unwrap_or_else(|| panic!("{required} missing"));
+    let probes = start[0]["attributes"]["credwatch.probes"]
+        .as_array()
+        .unwrap();
+    for required in [
+        "sys_enter_openat",
+        "sys_exit_openat",
+        "sched_process_exec",
+        "sched_process_exit",
+    ] {
+        let probe = probes
+            .iter()
+            .find(|probe| probe["program"] == required)
+            .unwrap_or_else(|| panic!("{required} missing"));
         assert_eq!(probe["state"], "attached", "{probe}");
         assert_eq!(probe["hook"], "tracepoint");
     }
     let status = daemon.stop();
     assert_eq!(status.code(), Some(0));
     assert!(!ready.exists(), "the ready file must be removed at exit");
-    assert_eq!(daemon.health_events("stop").len(), 1, "no final health event");
+    assert_eq!(
+        daemon.health_events("stop").len(),
+        1,
+        "no final health event"
+    );
 }
 
 #[test]
@@ -40,7 +54,13 @@ fn sigint_also_exits_zero() {
 fn unprivileged_start_names_capabilities() {
     let dir = scratch_dir();
     let output = Command::new("/usr/bin/setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
         .arg(credwatch_binary())
         .args(["run", "--json-file"])
         .arg(dir.path().join("events.jsonl"))
@@ -57,11 +77,22 @@ fn unprivileged_start_names_capabilities() {
 fn invalid_config_names_key_and_exits_2() {
     let dir = scratch_dir();
     let config = dir.path().join("config.yaml");
-    fs::write(&config, "catalogue:\n  entries:\n    - {id: mine, type: my_token, suffixes: [/]}\n").unwrap();
-    let output = Command::new(credwatch_binary()).args(["run", "--config"]).arg(&config).output().unwrap();
+    fs::write(
+        &config,
+        "catalogue:\n  entries:\n    - {id: mine, type: my_token, suffixes: [/]}\n",
+    )
+    .unwrap();
+    let output = Command::new(credwatch_binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("catalogue.entries[0].suffixes[0]"), "{stderr}");
+    assert!(
+        stderr.contains("catalogue.entries[0].suffixes[0]"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -57,8 +57,14 @@ impl Condition {
 
 /// Runs the benchmark.
 pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(util::is_root(), "the benchmark loads eBPF programs and needs root");
-    anyhow::ensure!(args.rounds >= 3, "--rounds must be at least 3 to take a median");
+    anyhow::ensure!(
+        util::is_root(),
+        "the benchmark loads eBPF programs and needs root"
+    );
+    anyhow::ensure!(
+        args.rounds >= 3,
+        "--rounds must be at least 3 to take a median"
+    );
     setup::setup()?;
     util::build_release()?;
     let binary = util::credwatch_binary()?;
@@ -71,7 +77,10 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         for offset in 0..Condition::ALL.len() {
             let condition = Condition::ALL[(round + offset) % Condition::ALL.len()];
             let ns = measure(condition, &binary, &scratch, args.iterations)?;
-            let index = Condition::ALL.iter().position(|c| *c == condition).unwrap_or(0);
+            let index = Condition::ALL
+                .iter()
+                .position(|c| *c == condition)
+                .unwrap_or(0);
             samples[index].push(ns);
         }
         util::step(&format!(
@@ -86,7 +95,11 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let medians = samples.map(|mut values| median(&mut values));
     let floor_added = medians[1] - medians[0];
     let credwatch_added = medians[2] - medians[0];
-    let ratio = if floor_added > 0.0 { credwatch_added / floor_added } else { f64::INFINITY };
+    let ratio = if floor_added > 0.0 {
+        credwatch_added / floor_added
+    } else {
+        f64::INFINITY
+    };
     let report = report(args, &medians, floor_added, credwatch_added, ratio);
     println!("{report}");
     if !args.no_write {
@@ -95,7 +108,9 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         util::step(&format!("wrote {}", path.display()));
     }
     if ratio > TARGET_RATIO {
-        eprintln!("warning: credwatch adds {ratio:.2}x what the empty programs add; the target is at most {TARGET_RATIO}x");
+        eprintln!(
+            "warning: credwatch adds {ratio:.2}x what the empty programs add; the target is at most {TARGET_RATIO}x"
+        );
     }
     Ok(())
 }
@@ -107,11 +122,20 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Nanoseconds per openat + close under one condition.
-fn measure(condition: Condition, binary: &Path, scratch: &Scratch, iterations: u64) -> anyhow::Result<f64> {
+fn measure(
+    condition: Condition,
+    binary: &Path,
+    scratch: &Scratch,
+    iterations: u64,
+) -> anyhow::Result<f64> {
     let monitor = match condition {
         Condition::None => None,
         Condition::Floor => Some(Monitor::start(binary, &["floor"], scratch)?),
-        Condition::Credwatch => Some(Monitor::start(binary, &["run", "--json-file", "/dev/null"], scratch)?),
+        Condition::Credwatch => Some(Monitor::start(
+            binary,
+            &["run", "--json-file", "/dev/null"],
+            scratch,
+        )?),
     };
     // Warm up caches and the dentry for the file.
     open_close_loop(&scratch.file, iterations / 10)?;
@@ -127,9 +151,18 @@ fn measure(condition: Condition, binary: &Path, scratch: &Scratch, iterations: u
 fn open_close_loop(path: &CString, iterations: u64) -> anyhow::Result<()> {
     for _ in 0..iterations {
         // SAFETY: `path` is a valid NUL-terminated string; the descriptor is closed at once.
-        let fd = unsafe { libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::openat(
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
         if fd < 0 {
-            bail!("openat of the benchmark file failed: {}", std::io::Error::last_os_error());
+            bail!(
+                "openat of the benchmark file failed: {}",
+                std::io::Error::last_os_error()
+            );
         }
         // SAFETY: `fd` was just opened by this loop and is closed exactly once.
         unsafe { libc::close(fd) };
@@ -197,10 +230,18 @@ impl Monitor {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !scratch.ready.exists() {
             if let Some(status) = monitor.child.try_wait()? {
-                bail!("{} {} exited with {status} before it was ready", binary.display(), args.join(" "));
+                bail!(
+                    "{} {} exited with {status} before it was ready",
+                    binary.display(),
+                    args.join(" ")
+                );
             }
             if Instant::now() > deadline {
-                bail!("{} {} was not ready after 30 s", binary.display(), args.join(" "));
+                bail!(
+                    "{} {} was not ready after 30 s",
+                    binary.display(),
+                    args.join(" ")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -226,11 +267,23 @@ impl Drop for Monitor {
     }
 }
 
-fn report(args: &BenchArgs, medians: &[f64; 3], floor_added: f64, credwatch_added: f64, ratio: f64) -> String {
+fn report(
+    args: &BenchArgs,
+    medians: &[f64; 3],
+    floor_added: f64,
+    credwatch_added: f64,
+    ratio: f64,
+) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "# Benchmarks\n");
-    let _ = writeln!(text, "Written by `cargo xtask bench`; rerun it to refresh this page.\n");
-    let _ = writeln!(text, "## Cost of an `openat` + `close` of a file that is not a credential\n");
+    let _ = writeln!(
+        text,
+        "Written by `cargo xtask bench`; rerun it to refresh this page.\n"
+    );
+    let _ = writeln!(
+        text,
+        "## Cost of an `openat` + `close` of a file that is not a credential\n"
+    );
     let _ = writeln!(
         text,
         "The loop opens and closes one ordinary file {} times per measurement on CPU 0. The three \
@@ -245,15 +298,31 @@ fn report(args: &BenchArgs, medians: &[f64; 3], floor_added: f64, credwatch_adde
     let _ = writeln!(text, "| --- | ---: | ---: |");
     for (index, condition) in Condition::ALL.iter().enumerate() {
         let added = medians[index] - medians[0];
-        let _ = writeln!(text, "| {} | {:.0} | {:.0} |", condition.label(), medians[index], added);
+        let _ = writeln!(
+            text,
+            "| {} | {:.0} | {:.0} |",
+            condition.label(),
+            medians[index],
+            added
+        );
     }
-    let verdict = if ratio <= TARGET_RATIO { "meets" } else { "misses" };
+    let verdict = if ratio <= TARGET_RATIO {
+        "meets"
+    } else {
+        "misses"
+    };
     let _ = writeln!(
         text,
         "\ncredwatch adds {credwatch_added:.0} ns against the floor's {floor_added:.0} ns: a ratio of \
          **{ratio:.2}**, which {verdict} the target of {TARGET_RATIO}.\n"
     );
-    let _ = writeln!(text, "Machine: {}, {} CPUs; kernel {}.", cpu_model(), cpu_count(), kernel_release());
+    let _ = writeln!(
+        text,
+        "Machine: {}, {} CPUs; kernel {}.",
+        cpu_model(),
+        cpu_count(),
+        kernel_release()
+    );
     text
 }
 
@@ -270,7 +339,9 @@ fn cpu_model() -> String {
 }
 
 fn cpu_count() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
 }
 
 fn kernel_release() -> String {

@@ -69,7 +69,11 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     let binary = util::credwatch_binary()?;
     let mut command = util::as_root(&binary)?;
     command.arg("run").args(args);
-    util::step(&format!("starting {} run {}", binary.display(), args.join(" ")));
+    util::step(&format!(
+        "starting {} run {}",
+        binary.display(),
+        args.join(" ")
+    ));
     util::exec(command)
 }
 
@@ -77,7 +81,14 @@ fn test(unit_only: bool, filter: Option<&str>) -> anyhow::Result<()> {
     setup::setup()?;
     util::step("unit tests");
     let mut unit = util::cargo();
-    unit.args(["test", "--release", "--package", "monitor", "--package", "monitor-common"]);
+    unit.args([
+        "test",
+        "--release",
+        "--package",
+        "monitor",
+        "--package",
+        "monitor-common",
+    ]);
     if let Some(filter) = filter {
         unit.arg(filter);
     }

@@ -28,15 +28,31 @@ fn ensure_nightly_rust_src() -> anyhow::Result<()> {
         .context("rustup is required to build the eBPF programs with the nightly toolchain")?;
     if !toolchains.lines().any(|line| line.starts_with("nightly")) {
         step("installing the nightly Rust toolchain");
-        run_checked(rustup(&["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        run_checked(rustup(&[
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
     let components = output_of(Command::new("rustup").args([
-        "component", "list", "--installed", "--toolchain", "nightly",
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
     ]))
     .unwrap_or_default();
     if !components.lines().any(|line| line.starts_with("rust-src")) {
         step("installing rust-src for the nightly toolchain");
-        run_checked(rustup(&["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run_checked(rustup(&[
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     Ok(())
 }
@@ -66,12 +82,18 @@ fn ensure_llvm() -> anyhow::Result<()> {
              `sudo apt-get update && sudo {install}`, then run `cargo xtask setup` again"
         );
     }
-    step(&format!("installing LLVM 22 development packages: {}", LLVM_PACKAGES.join(" ")));
+    step(&format!(
+        "installing LLVM 22 development packages: {}",
+        LLVM_PACKAGES.join(" ")
+    ));
     run_checked(apt(&["update"]))?;
     let mut command = apt(&["install", "-y"]);
     command.args(LLVM_PACKAGES);
     run_checked(command)?;
-    anyhow::ensure!(llvm_present(), "{install} finished but {LLVM_PREFIX} is still incomplete");
+    anyhow::ensure!(
+        llvm_present(),
+        "{install} finished but {LLVM_PREFIX} is still incomplete"
+    );
     Ok(())
 }
 
@@ -92,7 +114,9 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
         if version.starts_with(&wanted) {
             return Ok(());
         }
-        step(&format!("bpf-linker {version} found, replacing it with {BPF_LINKER_VERSION}"));
+        step(&format!(
+            "bpf-linker {version} found, replacing it with {BPF_LINKER_VERSION}"
+        ));
     }
     step(&format!(
         "building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (a few minutes, once)"

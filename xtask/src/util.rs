@@ -44,7 +44,10 @@ pub fn run_checked(mut command: Command) -> anyhow::Result<()> {
 /// Runs a command and returns its standard output when it exits 0.
 pub fn output_of(command: &mut Command) -> Option<String> {
     let output = command.output().ok()?;
-    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Replaces this process with the command.
@@ -65,7 +68,9 @@ pub fn as_root(program: &Path) -> anyhow::Result<Command> {
         return Ok(Command::new(program));
     }
     if output_of(Command::new("sudo").arg("--version")).is_none() {
-        bail!("credwatch needs root to load eBPF programs, and sudo is not available; run this command as root");
+        bail!(
+            "credwatch needs root to load eBPF programs, and sudo is not available; run this command as root"
+        );
     }
     let mut command = Command::new("sudo");
     command.arg("-E").arg(program);
@@ -86,6 +91,10 @@ pub fn credwatch_binary() -> anyhow::Result<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
     let binary = target.join("release").join("credwatch");
-    anyhow::ensure!(binary.exists(), "{} does not exist; run `cargo xtask build`", binary.display());
+    anyhow::ensure!(
+        binary.exists(),
+        "{} does not exist; run `cargo xtask build`",
+        binary.display()
+    );
     Ok(binary)
 }

@@ -104,7 +104,10 @@ impl Catalogue {
         let mut entries = Vec::new();
         let mut seen_ids = HashSet::new();
         if config.builtin {
-            for spec in builtin.iter().filter(|spec| !config.disable.contains(&spec.id)) {
+            for spec in builtin
+                .iter()
+                .filter(|spec| !config.disable.contains(&spec.id))
+            {
                 let entry = validate_entry(spec, true, "builtin")?;
                 seen_ids.insert(entry.id.clone());
                 entries.push(entry);
@@ -112,19 +115,24 @@ impl Catalogue {
         }
         for (index, spec) in config.entries.iter().enumerate() {
             let key = format!("catalogue.entries[{index}]");
-            if builtin.iter().any(|builtin| builtin.id == spec.id) && config.builtin {
-                if !config.disable.contains(&spec.id) {
-                    return Err(invalid(
-                        &format!("{key}.id"),
-                        &spec.id,
-                        "it is the id of a built-in entry; choose another id, or list it under \
-                         catalogue.disable to replace the built-in entry",
-                    ));
-                }
+            let shadows_builtin = config.builtin
+                && !config.disable.contains(&spec.id)
+                && builtin.iter().any(|builtin| builtin.id == spec.id);
+            if shadows_builtin {
+                return Err(invalid(
+                    &format!("{key}.id"),
+                    &spec.id,
+                    "it is the id of a built-in entry; choose another id, or list it under \
+                     catalogue.disable to replace the built-in entry",
+                ));
             }
             let entry = validate_entry(spec, false, &key)?;
             if !seen_ids.insert(entry.id.clone()) {
-                return Err(invalid(&format!("{key}.id"), &entry.id, "ids must be unique"));
+                return Err(invalid(
+                    &format!("{key}.id"),
+                    &entry.id,
+                    "ids must be unique",
+                ));
             }
             entries.push(entry);
         }
@@ -147,21 +155,33 @@ impl Catalogue {
         for (index, entry) in catalogue.entries.iter().enumerate() {
             let index = index as u32;
             for path in &entry.paths {
-                catalogue.exact.entry(path.as_bytes().to_vec()).or_insert(index);
+                catalogue
+                    .exact
+                    .entry(path.as_bytes().to_vec())
+                    .or_insert(index);
             }
             for directory in &entry.directories {
-                catalogue.directories.push((directory.as_bytes().to_vec(), index));
+                catalogue
+                    .directories
+                    .push((directory.as_bytes().to_vec(), index));
             }
             for suffix in &entry.suffixes {
                 catalogue.suffixes.push((suffix.as_bytes().to_vec(), index));
             }
             for basename in &entry.basenames {
-                catalogue.basenames.entry(basename.as_bytes().to_vec()).or_insert(index);
+                catalogue
+                    .basenames
+                    .entry(basename.as_bytes().to_vec())
+                    .or_insert(index);
             }
         }
         // Longest first, and the stable sort keeps entry order among equal lengths.
-        catalogue.directories.sort_by_key(|(pattern, _)| std::cmp::Reverse(pattern.len()));
-        catalogue.suffixes.sort_by_key(|(pattern, _)| std::cmp::Reverse(pattern.len()));
+        catalogue
+            .directories
+            .sort_by_key(|(pattern, _)| std::cmp::Reverse(pattern.len()));
+        catalogue
+            .suffixes
+            .sort_by_key(|(pattern, _)| std::cmp::Reverse(pattern.len()));
         catalogue
     }
 
@@ -232,7 +252,10 @@ fn check_disabled_ids(disabled: &[String], builtin: &[EntrySpec]) -> Result<(), 
             return Err(invalid(
                 &format!("catalogue.disable[{index}]"),
                 id,
-                &format!("it must be the id of a built-in entry: {}", known.join(", ")),
+                &format!(
+                    "it must be the id of a built-in entry: {}",
+                    known.join(", ")
+                ),
             ));
         }
     }
@@ -240,9 +263,12 @@ fn check_disabled_ids(disabled: &[String], builtin: &[EntrySpec]) -> Result<(), 
 }
 
 fn validate_entry(spec: &EntrySpec, builtin: bool, key: &str) -> Result<Entry, ConfigError> {
-    validate_name(&spec.id, &format!("{key}.id"), "lowercase letters, digits, `-`, `_` and `.`", |c| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
-    })?;
+    validate_name(
+        &spec.id,
+        &format!("{key}.id"),
+        "lowercase letters, digits, `-`, `_` and `.`",
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'),
+    )?;
     validate_name(
         &spec.credential_type,
         &format!("{key}.type"),
@@ -304,7 +330,11 @@ fn validate_name(
     is_allowed: impl Fn(char) -> bool,
 ) -> Result<(), ConfigError> {
     if value.is_empty() || value.len() > 64 || !value.chars().all(is_allowed) {
-        return Err(invalid(key, value, &format!("it must be 1 to 64 characters of {allowed}")));
+        return Err(invalid(
+            key,
+            value,
+            &format!("it must be 1 to 64 characters of {allowed}"),
+        ));
     }
     Ok(())
 }
@@ -312,12 +342,20 @@ fn validate_name(
 /// Checks an exact path or directory and returns it normalised; a directory gets a trailing `/`.
 fn validate_absolute(value: &str, key: &str, directory: bool) -> Result<String, ConfigError> {
     if !value.starts_with('/') {
-        return Err(invalid(key, value, "it must be an absolute path starting with `/`"));
+        return Err(invalid(
+            key,
+            value,
+            "it must be an absolute path starting with `/`",
+        ));
     }
     let normalized = normalize_lexically(Path::new(value));
     let mut normalized = normalized.to_string_lossy().into_owned();
     if normalized == "/" {
-        return Err(invalid(key, value, "it must name a file or directory below `/`"));
+        return Err(invalid(
+            key,
+            value,
+            "it must name a file or directory below `/`",
+        ));
     }
     if normalized.len() > MAX_PATH_LEN {
         return Err(invalid(
@@ -342,7 +380,11 @@ fn validate_suffix(value: &str, key: &str) -> Result<String, ConfigError> {
         ));
     }
     if value.ends_with('/') {
-        return Err(invalid(key, value, "a suffix must not end in `/`; use `directories` for a directory"));
+        return Err(invalid(
+            key,
+            value,
+            "a suffix must not end in `/`; use `directories` for a directory",
+        ));
     }
     Ok(value.to_owned())
 }
@@ -402,8 +444,14 @@ mod tests {
         let cases = [
             ("/root/.aws/credentials", "aws_credentials"),
             ("/home/alice/.aws/credentials", "aws_credentials"),
-            ("/run/secrets/kubernetes.io/serviceaccount/token", "kubernetes_service_account_token"),
-            ("/run/secrets/tokens/vault", "kubernetes_service_account_token"),
+            (
+                "/run/secrets/kubernetes.io/serviceaccount/token",
+                "kubernetes_service_account_token",
+            ),
+            (
+                "/run/secrets/tokens/vault",
+                "kubernetes_service_account_token",
+            ),
             ("/home/bob/.ssh/id_ed25519", "ssh_private_key"),
             ("/etc/ssh/ssh_host_ed25519_key", "ssh_host_key"),
             ("/home/bob/.kube/config", "kubeconfig"),
@@ -411,21 +459,35 @@ mod tests {
             ("/etc/kubernetes/pki/apiserver.key", "kubernetes_pki"),
             ("/srv/app/.env", "dotenv"),
             ("/root/.docker/config.json", "docker_config"),
-            ("/home/c/.config/gcloud/application_default_credentials.json", "gcp_credentials"),
+            (
+                "/home/c/.config/gcloud/application_default_credentials.json",
+                "gcp_credentials",
+            ),
             ("/home/c/.git-credentials", "git_credentials"),
             ("/home/c/.vault-token", "vault_token"),
             ("/home/c/.netrc", "netrc"),
             ("/opt/tls/server.key", "tls_private_key"),
         ];
         for (path, expected) in cases {
-            assert_eq!(matched_type(&catalogue, path).as_deref(), Some(expected), "{path}");
+            assert_eq!(
+                matched_type(&catalogue, path).as_deref(),
+                Some(expected),
+                "{path}"
+            );
         }
     }
 
     #[test]
     fn builtin_ignores_ordinary_files() {
         let catalogue = Catalogue::builtin().unwrap();
-        for path in ["/etc/passwd", "/home/a/.bashrc", "/etc/ssl/certs/ca-certificates.crt", "/home/a/.ssh/id_ed25519.pub", "/home/a/.git/config", "/tmp/token"] {
+        for path in [
+            "/etc/passwd",
+            "/home/a/.bashrc",
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/home/a/.ssh/id_ed25519.pub",
+            "/home/a/.git/config",
+            "/tmp/token",
+        ] {
             assert_eq!(matched_type(&catalogue, path), None, "{path}");
         }
     }
@@ -436,8 +498,14 @@ mod tests {
             "catalogue:\n  builtin: false\n  entries:\n    - {id: a, type: by_suffix, suffixes: [/x/token]}\n    - {id: b, type: by_path, paths: [/srv/x/token]}\n",
         )
         .unwrap();
-        assert_eq!(matched_type(&catalogue, "/srv/x/token").as_deref(), Some("by_path"));
-        assert_eq!(matched_type(&catalogue, "/opt/x/token").as_deref(), Some("by_suffix"));
+        assert_eq!(
+            matched_type(&catalogue, "/srv/x/token").as_deref(),
+            Some("by_path")
+        );
+        assert_eq!(
+            matched_type(&catalogue, "/opt/x/token").as_deref(),
+            Some("by_suffix")
+        );
     }
 
     #[test]
@@ -446,9 +514,19 @@ mod tests {
             "catalogue:\n  builtin: false\n  entries:\n    - {id: a, type: outer, directories: [/srv]}\n    - {id: b, type: inner, directories: [/srv/inner/]}\n",
         )
         .unwrap();
-        assert_eq!(matched_type(&catalogue, "/srv/inner/key").as_deref(), Some("inner"));
-        assert_eq!(matched_type(&catalogue, "/srv/key").as_deref(), Some("outer"));
-        assert_eq!(matched_type(&catalogue, "/srv"), None, "the directory itself is no file in it");
+        assert_eq!(
+            matched_type(&catalogue, "/srv/inner/key").as_deref(),
+            Some("inner")
+        );
+        assert_eq!(
+            matched_type(&catalogue, "/srv/key").as_deref(),
+            Some("outer")
+        );
+        assert_eq!(
+            matched_type(&catalogue, "/srv"),
+            None,
+            "the directory itself is no file in it"
+        );
         assert_eq!(matched_type(&catalogue, "/srvx/key"), None);
     }
 
@@ -460,7 +538,10 @@ mod tests {
             .iter()
             .find(|entry| entry.id == "kubernetes-service-account-token")
             .unwrap();
-        assert_eq!(token.paths, ["/run/secrets/kubernetes.io/serviceaccount/token"]);
+        assert_eq!(
+            token.paths,
+            ["/run/secrets/kubernetes.io/serviceaccount/token"]
+        );
     }
 
     #[test]
@@ -472,17 +553,23 @@ mod tests {
 
     #[test]
     fn disable_of_unknown_id_lists_known_ids() {
-        let error = catalogue("catalogue:\n  disable: [dotenvv]\n").unwrap_err().to_string();
+        let error = catalogue("catalogue:\n  disable: [dotenvv]\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("catalogue.disable[0]"), "{error}");
         assert!(error.contains("dotenvv"), "{error}");
-        assert!(error.contains("dotenv,") || error.contains("dotenv"), "{error}");
+        assert!(
+            error.contains("dotenv,") || error.contains("dotenv"),
+            "{error}"
+        );
     }
 
     #[test]
     fn user_entry_reusing_builtin_id_is_rejected() {
-        let error = catalogue("catalogue:\n  entries:\n    - {id: dotenv, type: x, basenames: [.envrc]}\n")
-            .unwrap_err()
-            .to_string();
+        let error =
+            catalogue("catalogue:\n  entries:\n    - {id: dotenv, type: x, basenames: [.envrc]}\n")
+                .unwrap_err()
+                .to_string();
         assert!(error.contains("catalogue.entries[0].id"), "{error}");
         assert!(error.contains("catalogue.disable"), "{error}");
     }
@@ -493,21 +580,56 @@ mod tests {
             "catalogue:\n  disable: [dotenv]\n  entries:\n    - {id: dotenv, type: dotenv, basenames: [.envrc]}\n",
         )
         .unwrap();
-        assert_eq!(matched_type(&catalogue, "/srv/.envrc").as_deref(), Some("dotenv"));
+        assert_eq!(
+            matched_type(&catalogue, "/srv/.envrc").as_deref(),
+            Some("dotenv")
+        );
         assert_eq!(matched_type(&catalogue, "/srv/.env"), None);
     }
 
     #[test]
     fn invalid_patterns_name_key_and_value() {
         let cases = [
-            ("{id: a, type: t, paths: [relative/path]}", "catalogue.entries[0].paths[0]", "absolute"),
-            ("{id: a, type: t, directories: [/]}", "catalogue.entries[0].directories[0]", "below"),
-            ("{id: a, type: t, suffixes: [/]}", "catalogue.entries[0].suffixes[0]", "suffix"),
-            ("{id: a, type: t, suffixes: [/dir/]}", "catalogue.entries[0].suffixes[0]", "directories"),
-            ("{id: a, type: t, basenames: [a/b]}", "catalogue.entries[0].basenames[0]", "component"),
-            ("{id: a, type: t, basenames: ['..']}", "catalogue.entries[0].basenames[0]", "component"),
-            ("{id: A, type: t, basenames: [x]}", "catalogue.entries[0].id", "lowercase"),
-            ("{id: a, type: T-1, basenames: [x]}", "catalogue.entries[0].type", "lowercase"),
+            (
+                "{id: a, type: t, paths: [relative/path]}",
+                "catalogue.entries[0].paths[0]",
+                "absolute",
+            ),
+            (
+                "{id: a, type: t, directories: [/]}",
+                "catalogue.entries[0].directories[0]",
+                "below",
+            ),
+            (
+                "{id: a, type: t, suffixes: [/]}",
+                "catalogue.entries[0].suffixes[0]",
+                "suffix",
+            ),
+            (
+                "{id: a, type: t, suffixes: [/dir/]}",
+                "catalogue.entries[0].suffixes[0]",
+                "directories",
+            ),
+            (
+                "{id: a, type: t, basenames: [a/b]}",
+                "catalogue.entries[0].basenames[0]",
+                "component",
+            ),
+            (
+                "{id: a, type: t, basenames: ['..']}",
+                "catalogue.entries[0].basenames[0]",
+                "component",
+            ),
+            (
+                "{id: A, type: t, basenames: [x]}",
+                "catalogue.entries[0].id",
+                "lowercase",
+            ),
+            (
+                "{id: a, type: T-1, basenames: [x]}",
+                "catalogue.entries[0].type",
+                "lowercase",
+            ),
             ("{id: a, type: t}", "catalogue.entries[0]", "at least one"),
         ];
         for (entry, key, hint) in cases {
@@ -521,9 +643,14 @@ mod tests {
     #[test]
     fn too_long_suffix_is_rejected() {
         let long = "x".repeat(MAX_SUFFIX_LEN + 1);
-        let yaml = format!("catalogue:\n  builtin: false\n  entries:\n    - {{id: a, type: t, suffixes: [{long}]}}\n");
+        let yaml = format!(
+            "catalogue:\n  builtin: false\n  entries:\n    - {{id: a, type: t, suffixes: [{long}]}}\n"
+        );
         let error = catalogue(&yaml).unwrap_err().to_string();
-        assert!(error.contains("at most") || error.contains("1 to"), "{error}");
+        assert!(
+            error.contains("at most") || error.contains("1 to"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub fn kernel_entries(catalogue: &Catalogue) -> KernelEntries {
                 key.push(0);
                 forward.entry(key).or_insert(definite);
             }
-            candidates.entry(reversed_basename(last_component(path))).or_insert(candidate);
+            candidates
+                .entry(reversed_basename(last_component(path)))
+                .or_insert(candidate);
         }
         for directory in &entry.directories {
             for alias in run_aliases(directory) {
@@ -61,15 +63,21 @@ pub fn kernel_entries(catalogue: &Catalogue) -> KernelEntries {
             }
         }
         for suffix in &entry.suffixes {
-            reverse.entry(reversed(suffix.as_bytes())).or_insert(definite);
-            if let Some((_, name)) = suffix.rsplit_once('/') {
-                if !name.is_empty() {
-                    candidates.entry(reversed_basename(name)).or_insert(candidate);
-                }
+            reverse
+                .entry(reversed(suffix.as_bytes()))
+                .or_insert(definite);
+            if let Some((_, name)) = suffix.rsplit_once('/')
+                && !name.is_empty()
+            {
+                candidates
+                    .entry(reversed_basename(name))
+                    .or_insert(candidate);
             }
         }
         for basename in &entry.basenames {
-            reverse.entry(reversed_basename(basename)).or_insert(definite);
+            reverse
+                .entry(reversed_basename(basename))
+                .or_insert(definite);
         }
     }
     for (key, value) in candidates {
@@ -162,7 +170,8 @@ mod tests {
         let (_, entries) = entries(ONE_OF_EACH);
         let token = find(&entries.reverse, b"nekot/").expect("candidate for token");
         assert_eq!(token.value.flags, MATCH_CANDIDATE);
-        let credentials = find(&entries.reverse, b"slaitnederc/").expect("candidate for credentials");
+        let credentials =
+            find(&entries.reverse, b"slaitnederc/").expect("candidate for credentials");
         assert_eq!(credentials.value.flags, MATCH_CANDIDATE);
     }
 

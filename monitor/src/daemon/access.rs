@@ -52,7 +52,11 @@ struct Resolved<'a> {
 }
 
 /// Builds the access event for a matched open, or says why there is none.
-pub fn access_event(open: &OpenEvent, process: &ProcessInfo, context: &mut Context<'_>) -> Result<Event, Skipped> {
+pub fn access_event(
+    open: &OpenEvent,
+    process: &ProcessInfo,
+    context: &mut Context<'_>,
+) -> Result<Event, Skipped> {
     let resolved = resolve(open, context.catalogue)?;
 
     let time = context.clock.to_system_time(open.boot_ns);
@@ -61,12 +65,18 @@ pub fn access_event(open: &OpenEvent, process: &ProcessInfo, context: &mut Conte
         .set("file.path", resolved.path.to_string_lossy().into_owned())
         .set("credwatch.credential.type", resolved.credential_type)
         .set("credwatch.catalogue.entry", resolved.entry_id)
-        .set_some("credwatch.catalogue.match", resolved.kind.map(PatternKind::as_str))
+        .set_some(
+            "credwatch.catalogue.match",
+            resolved.kind.map(PatternKind::as_str),
+        )
         .set("credwatch.access.result", access_result(open.result))
         .set("credwatch.access.mode", access_mode(open.open_flags))
         .set("credwatch.access.syscall", open.syscall.as_str());
     if resolved.path.as_os_str().as_bytes() != open.path.as_slice() {
-        event.set("credwatch.file.requested_path", String::from_utf8_lossy(&open.path).into_owned());
+        event.set(
+            "credwatch.file.requested_path",
+            String::from_utf8_lossy(&open.path).into_owned(),
+        );
     }
     if !resolved.resolved {
         event.set("credwatch.file.path_resolved", false);
@@ -93,12 +103,18 @@ pub fn set_process_attributes(
         .set_some("process.parent_pid", process.ppid)
         .set_some(
             "process.executable.path",
-            process.executable.as_deref().map(|path| path.to_string_lossy().into_owned()),
+            process
+                .executable
+                .as_deref()
+                .map(|path| path.to_string_lossy().into_owned()),
         )
         .set_some("process.executable.name", process.executable_name())
         .set_some("process.command_line", process.command_line.clone())
         .set("process.user.id", uid)
-        .set_some("process.user.name", context.users.name(uid).map(str::to_owned))
+        .set_some(
+            "process.user.name",
+            context.users.name(uid).map(str::to_owned),
+        )
         .set_some(
             "process.creation.time",
             process
@@ -139,18 +155,23 @@ fn resolve<'a>(open: &OpenEvent, catalogue: &'a Catalogue) -> Result<Resolved<'a
     // A relative name the kernel matched as a basename or suffix by itself stays a credential
     // even when the directory could not be read, e.g. `id_rsa` opened by a process that exited.
     let definite = open.match_flags & MATCH_DEFINITE != 0;
-    if !normalized.resolved && definite {
-        if let Some(entry) = catalogue.entry(open.entry_index) {
-            return Ok(Resolved {
-                path: normalized.path,
-                resolved: false,
-                entry_id: &entry.id,
-                credential_type: &entry.credential_type,
-                kind: None,
-            });
-        }
+    if !normalized.resolved
+        && definite
+        && let Some(entry) = catalogue.entry(open.entry_index)
+    {
+        return Ok(Resolved {
+            path: normalized.path,
+            resolved: false,
+            entry_id: &entry.id,
+            credential_type: &entry.credential_type,
+            kind: None,
+        });
     }
-    if normalized.resolved { Err(Skipped::NotACredential) } else { Err(Skipped::Unresolved) }
+    if normalized.resolved {
+        Err(Skipped::NotACredential)
+    } else {
+        Err(Skipped::Unresolved)
+    }
 }
 
 /// `ok`, or the errno name of a failed open.
@@ -187,7 +208,13 @@ mod tests {
     #[test]
     fn modes_are_named() {
         assert_eq!(access_mode(libc::O_RDONLY as u32), "read");
-        assert_eq!(access_mode((libc::O_WRONLY | libc::O_CREAT) as u32), "write");
-        assert_eq!(access_mode((libc::O_RDWR | libc::O_CLOEXEC) as u32), "read_write");
+        assert_eq!(
+            access_mode((libc::O_WRONLY | libc::O_CREAT) as u32),
+            "write"
+        );
+        assert_eq!(
+            access_mode((libc::O_RDWR | libc::O_CLOEXEC) as u32),
+            "read_write"
+        );
     }
 }

@@ -69,7 +69,11 @@ pub fn health_event(
     dropped_since_last: Option<u64>,
     probes: Option<&[ProbeStatus]>,
 ) -> Event {
-    let severity = if reason == Reason::Drops { Severity::Warn } else { Severity::Info };
+    let severity = if reason == Reason::Drops {
+        Severity::Warn
+    } else {
+        Severity::Info
+    };
     let mut event = Event::new(name::MONITOR_HEALTH, severity, SystemTime::now());
     event.set("credwatch.health.reason", reason.as_str());
     for (key, value) in kernel.fields() {
@@ -77,15 +81,27 @@ pub fn health_event(
     }
     event
         .set("credwatch.daemon.records_received", daemon.records_received)
-        .set("credwatch.daemon.records_malformed", daemon.records_malformed)
-        .set("credwatch.daemon.opens_not_credential", daemon.opens_not_credential)
+        .set(
+            "credwatch.daemon.records_malformed",
+            daemon.records_malformed,
+        )
+        .set(
+            "credwatch.daemon.opens_not_credential",
+            daemon.opens_not_credential,
+        )
         .set("credwatch.daemon.opens_unresolved", daemon.opens_unresolved)
         .set("credwatch.daemon.events_written", daemon.events_written)
         .set("credwatch.daemon.events_failed", daemon.events_failed)
-        .set("credwatch.dropped.total", kernel.dropped() + daemon.dropped())
+        .set(
+            "credwatch.dropped.total",
+            kernel.dropped() + daemon.dropped(),
+        )
         .set_some("credwatch.dropped.since_last_report", dropped_since_last);
     if let Some(probes) = probes {
-        event.set("credwatch.probes", Value::Array(probes.iter().map(probe_json).collect()));
+        event.set(
+            "credwatch.probes",
+            Value::Array(probes.iter().map(probe_json).collect()),
+        );
     }
     event
 }
@@ -109,8 +125,15 @@ mod tests {
 
     #[test]
     fn drops_are_warnings_with_exact_counts() {
-        let kernel = Counters { ringbuf_full: 5, pending_full: 2, ..Counters::default() };
-        let daemon = DaemonStats { records_malformed: 1, ..DaemonStats::default() };
+        let kernel = Counters {
+            ringbuf_full: 5,
+            pending_full: 2,
+            ..Counters::default()
+        };
+        let daemon = DaemonStats {
+            records_malformed: 1,
+            ..DaemonStats::default()
+        };
         let event = health_event(Reason::Drops, &kernel, &daemon, Some(3), None);
         assert_eq!(event.severity, Severity::Warn);
         assert_eq!(event.attributes["credwatch.dropped.total"], 8);
@@ -127,7 +150,13 @@ mod tests {
             state: "unavailable",
             detail: Some("the kernel has no such tracepoint".into()),
         };
-        let event = health_event(Reason::Start, &Counters::default(), &DaemonStats::default(), None, Some(&[probe]));
+        let event = health_event(
+            Reason::Start,
+            &Counters::default(),
+            &DaemonStats::default(),
+            None,
+            Some(&[probe]),
+        );
         let probes = event.attributes["credwatch.probes"].as_array().unwrap();
         assert_eq!(probes[0]["state"], "unavailable");
         assert_eq!(probes[0]["attach_point"], "syscalls/sys_enter_openat2");

@@ -28,7 +28,11 @@ use crate::{
     credential::catalogue::Catalogue,
     export::{Event, JsonLinesSink},
     process::{ProcessCache, users::UserNames},
-    sensor::{Sensor, counters::Counters, decode::{Record, decode}},
+    sensor::{
+        Sensor,
+        counters::Counters,
+        decode::{Record, decode},
+    },
     workload::cgroup::CgroupResolver,
 };
 
@@ -97,7 +101,13 @@ impl Daemon {
     /// Runs until SIGINT or SIGTERM, then drains the ring buffer, writes a final health event,
     /// flushes and returns. The sensor's programs are detached when it is dropped.
     pub async fn run(mut self, sensor: Sensor, options: RunOptions) -> Result<(), DaemonError> {
-        let Sensor { ring, counters, probes, ebpf, .. } = sensor;
+        let Sensor {
+            ring,
+            counters,
+            probes,
+            ebpf,
+            ..
+        } = sensor;
         let mut sigterm = install(SignalKind::terminate(), "SIGTERM")?;
         let mut sigint = install(SignalKind::interrupt(), "SIGINT")?;
         let mut sigusr1 = install(SignalKind::user_defined1(), "SIGUSR1")?;
@@ -109,17 +119,30 @@ impl Daemon {
         let scanned = self.processes.scan();
         tracing::info!(processes = scanned, "loaded running processes from /proc");
         let kernel = Counters::read(&counters);
-        self.emit(health_event(Reason::Start, &kernel, &self.stats, None, Some(&probes)));
+        self.emit(health_event(
+            Reason::Start,
+            &kernel,
+            &self.stats,
+            None,
+            Some(&probes),
+        ));
         self.flush();
         if let Some(path) = &options.ready_file {
             write_ready_file(path)?;
         }
-        tracing::info!(entries = self.catalogue.entries().len(), "credwatch is running");
+        tracing::info!(
+            entries = self.catalogue.entries().len(),
+            "credwatch is running"
+        );
 
         let mut drop_check = interval(options.health.drop_check_interval);
         drop_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let report_every = options.health.report_interval;
-        let mut report = interval(if report_every.is_zero() { Duration::from_secs(86_400) } else { report_every });
+        let mut report = interval(if report_every.is_zero() {
+            Duration::from_secs(86_400)
+        } else {
+            report_every
+        });
         report.tick().await;
 
         let stop_signal = loop {
@@ -182,7 +205,10 @@ impl Daemon {
                     Err(Skipped::NotACredential) => self.stats.opens_not_credential += 1,
                     Err(Skipped::Unresolved) => {
                         self.stats.opens_unresolved += 1;
-                        tracing::debug!(pid = open.pid, "could not resolve a relative candidate path");
+                        tracing::debug!(
+                            pid = open.pid,
+                            "could not resolve a relative candidate path"
+                        );
                     }
                 }
             }
@@ -213,8 +239,18 @@ impl Daemon {
         }
         let since_last = total - self.reported_drops;
         self.reported_drops = total;
-        tracing::warn!(dropped = since_last, total, "records were lost; see the health event for the counters");
-        self.emit(health_event(Reason::Drops, kernel, &self.stats, Some(since_last), None));
+        tracing::warn!(
+            dropped = since_last,
+            total,
+            "records were lost; see the health event for the counters"
+        );
+        self.emit(health_event(
+            Reason::Drops,
+            kernel,
+            &self.stats,
+            Some(since_last),
+            None,
+        ));
         self.flush();
     }
 
@@ -225,14 +261,23 @@ impl Daemon {
     }
 }
 
-fn install(kind: SignalKind, name: &'static str) -> Result<tokio::signal::unix::Signal, DaemonError> {
-    signal(kind).map_err(|source| DaemonError::Signal { signal: name, source })
+fn install(
+    kind: SignalKind,
+    name: &'static str,
+) -> Result<tokio::signal::unix::Signal, DaemonError> {
+    signal(kind).map_err(|source| DaemonError::Signal {
+        signal: name,
+        source,
+    })
 }
 
 /// Writes the daemon's pid to a temporary file and renames it, so a watcher never sees a
 /// partial file.
 fn write_ready_file(path: &Path) -> Result<(), DaemonError> {
-    let to_error = |source| DaemonError::ReadyFile { path: path.to_path_buf(), source };
+    let to_error = |source| DaemonError::ReadyFile {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     fs::write(&temporary, format!("{}\n", std::process::id())).map_err(to_error)?;

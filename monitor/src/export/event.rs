@@ -57,7 +57,12 @@ pub struct Event {
 impl Event {
     /// An event with no attributes yet.
     pub fn new(name: &'static str, severity: Severity, time: SystemTime) -> Self {
-        Self { time, name, severity, attributes: Map::new() }
+        Self {
+            time,
+            name,
+            severity,
+            attributes: Map::new(),
+        }
     }
 
     /// Sets an attribute.

@@ -55,12 +55,23 @@ impl JsonLinesSink {
             .append(true)
             .mode(0o640)
             .open(path)
-            .map_err(|source| ExportError::Open { path: path.to_path_buf(), source })?;
-        Ok(Self::new(path.display().to_string(), Box::new(file), resource))
+            .map_err(|source| ExportError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self::new(
+            path.display().to_string(),
+            Box::new(file),
+            resource,
+        ))
     }
 
     fn new(target: String, writer: Box<dyn Write + Send>, resource: Resource) -> Self {
-        Self { target, writer: BufWriter::new(writer), resource }
+        Self {
+            target,
+            writer: BufWriter::new(writer),
+            resource,
+        }
     }
 
     /// Writes one event.
@@ -69,14 +80,18 @@ impl JsonLinesSink {
         serde_json::to_writer(&mut self.writer, &line)
             .map_err(io::Error::from)
             .and_then(|()| self.writer.write_all(b"\n"))
-            .map_err(|source| ExportError::Write { target: self.target.clone(), source })
+            .map_err(|source| ExportError::Write {
+                target: self.target.clone(),
+                source,
+            })
     }
 
     /// Flushes buffered events.
     pub fn flush(&mut self) -> Result<(), ExportError> {
-        self.writer
-            .flush()
-            .map_err(|source| ExportError::Write { target: self.target.clone(), source })
+        self.writer.flush().map_err(|source| ExportError::Write {
+            target: self.target.clone(),
+            source,
+        })
     }
 }
 
@@ -93,7 +108,9 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let mut sink = JsonLinesSink::file(&path, Resource::detect()).unwrap();
         let mut event = Event::new("credwatch.credential.access", Severity::Info, UNIX_EPOCH);
-        event.set("process.pid", 42).set("file.path", "/root/.aws/credentials");
+        event
+            .set("process.pid", 42)
+            .set("file.path", "/root/.aws/credentials");
         sink.write(&event).unwrap();
         sink.write(&event).unwrap();
         sink.flush().unwrap();
@@ -111,9 +128,12 @@ mod tests {
 
     #[test]
     fn unopenable_file_names_path() {
-        let error = JsonLinesSink::file(Path::new("/nonexistent/dir/events.jsonl"), Resource::detect())
-            .err()
-            .unwrap();
+        let error = JsonLinesSink::file(
+            Path::new("/nonexistent/dir/events.jsonl"),
+            Resource::detect(),
+        )
+        .err()
+        .unwrap();
         assert!(error.to_string().contains("/nonexistent/dir/events.jsonl"));
     }
 }

@@ -90,11 +90,15 @@ impl ProcessCache {
             .ok()
             .or_else(|| executable_from_filename(&event.filename));
         let command_line = if event.args.is_empty() {
-            procfs::read_cmdline(event.pid).ok().map(|raw| redacted_command_line(&raw))
+            procfs::read_cmdline(event.pid)
+                .ok()
+                .map(|raw| redacted_command_line(&raw))
         } else {
             Some(redacted_command_line(&event.args))
         };
-        let ppid = event.ppid.or_else(|| procfs::read_stat(event.pid).ok().map(|stat| stat.ppid));
+        let ppid = event
+            .ppid
+            .or_else(|| procfs::read_stat(event.pid).ok().map(|stat| stat.ppid));
         let info = Arc::new(ProcessInfo {
             pid: event.pid,
             ppid,
@@ -118,7 +122,10 @@ impl ProcessCache {
                 self.insert(pid, Arc::clone(&info));
                 info
             }
-            None => Arc::new(ProcessInfo { pid, ..ProcessInfo::default() }),
+            None => Arc::new(ProcessInfo {
+                pid,
+                ..ProcessInfo::default()
+            }),
         }
     }
 
@@ -148,20 +155,23 @@ impl ProcessCache {
     fn sweep(&mut self) {
         let before = self.entries.len();
         self.entries.retain(|pid, _| procfs::pid_dir(*pid).exists());
-        tracing::info!(before, after = self.entries.len(), "swept exited processes from the cache; exit records were lost");
+        tracing::info!(
+            before,
+            after = self.entries.len(),
+            "swept exited processes from the cache; exit records were lost"
+        );
     }
 
     fn load_from_proc(&self, pid: u32) -> Option<ProcessInfo> {
         let stat = procfs::read_stat(pid).ok()?;
-        let start_ns = stat
-            .start_ticks
-            .saturating_mul(1_000_000_000)
-            / self.clock_ticks_per_second;
+        let start_ns = stat.start_ticks.saturating_mul(1_000_000_000) / self.clock_ticks_per_second;
         Some(ProcessInfo {
             pid,
             ppid: Some(stat.ppid),
             executable: procfs::read_exe(pid).ok(),
-            command_line: procfs::read_cmdline(pid).ok().map(|raw| redacted_command_line(&raw)),
+            command_line: procfs::read_cmdline(pid)
+                .ok()
+                .map(|raw| redacted_command_line(&raw)),
             start_boot_ns: Some(start_ns),
         })
     }
@@ -210,13 +220,20 @@ mod tests {
         assert_eq!(info.executable.as_deref(), Some(Path::new("/usr/bin/cat")));
         assert_eq!(info.command_line.as_deref(), Some("cat /tmp/x"));
         assert_eq!(info.ppid, Some(1));
-        assert_eq!(cache.get_or_load(pid).executable_name().as_deref(), Some("cat"));
+        assert_eq!(
+            cache.get_or_load(pid).executable_name().as_deref(),
+            Some("cat")
+        );
     }
 
     #[test]
     fn exec_redacts_arguments() {
         let mut cache = ProcessCache::new();
-        let info = cache.exec(&exec_event(4_194_304 + 18, b"/usr/bin/app", b"app\0--password\0hunter2-made-up\0"));
+        let info = cache.exec(&exec_event(
+            4_194_304 + 18,
+            b"/usr/bin/app",
+            b"app\0--password\0hunter2-made-up\0",
+        ));
         let command_line = info.command_line.as_deref().unwrap();
         assert!(!command_line.contains("hunter2-made-up"), "{command_line}");
     }
@@ -241,6 +258,9 @@ mod tests {
     #[test]
     fn relative_exec_filename_is_not_an_executable_path() {
         assert_eq!(executable_from_filename(b"./app"), None);
-        assert_eq!(executable_from_filename(b"/bin/sh"), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(
+            executable_from_filename(b"/bin/sh"),
+            Some(PathBuf::from("/bin/sh"))
+        );
     }
 }

@@ -3,8 +3,7 @@
 //! carried.
 
 use std::{
-    fs,
-    io,
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -70,7 +69,10 @@ pub fn read_cmdline(pid: u32) -> io::Result<Vec<u8>> {
 pub fn read_stat(pid: u32) -> io::Result<Stat> {
     let text = fs::read_to_string(pid_dir(pid).join("stat"))?;
     parse_stat(&text).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, format!("unexpected /proc/{pid}/stat format"))
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected /proc/{pid}/stat format"),
+        )
     })
 }
 
@@ -78,7 +80,10 @@ pub fn read_stat(pid: u32) -> io::Result<Stat> {
 pub fn read_uid(pid: u32) -> io::Result<u32> {
     let text = fs::read_to_string(pid_dir(pid).join("status"))?;
     parse_status_uid(&text).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, format!("no Uid line in /proc/{pid}/status"))
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("no Uid line in /proc/{pid}/status"),
+        )
     })
 }
 
@@ -87,7 +92,11 @@ pub fn list_pids() -> io::Result<Vec<u32>> {
     let mut pids = Vec::new();
     for dirent in fs::read_dir(PROC)? {
         let Ok(dirent) = dirent else { continue };
-        if let Some(pid) = dirent.file_name().to_str().and_then(|name| name.parse().ok()) {
+        if let Some(pid) = dirent
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        {
             pids.push(pid);
         }
     }
@@ -95,7 +104,10 @@ pub fn list_pids() -> io::Result<Vec<u32>> {
 }
 
 fn strip_deleted(target: PathBuf) -> PathBuf {
-    match target.to_str().and_then(|text| text.strip_suffix(" (deleted)")) {
+    match target
+        .to_str()
+        .and_then(|text| text.strip_suffix(" (deleted)"))
+    {
         Some(stripped) => PathBuf::from(stripped),
         None => target,
     }
@@ -128,8 +140,14 @@ mod tests {
 
     #[test]
     fn deleted_marker_is_stripped() {
-        assert_eq!(strip_deleted(PathBuf::from("/usr/bin/app (deleted)")), PathBuf::from("/usr/bin/app"));
-        assert_eq!(strip_deleted(PathBuf::from("/usr/bin/app")), PathBuf::from("/usr/bin/app"));
+        assert_eq!(
+            strip_deleted(PathBuf::from("/usr/bin/app (deleted)")),
+            PathBuf::from("/usr/bin/app")
+        );
+        assert_eq!(
+            strip_deleted(PathBuf::from("/usr/bin/app")),
+            PathBuf::from("/usr/bin/app")
+        );
     }
 
     #[test]

@@ -3,7 +3,12 @@
 //! NOTE: names come from the host's `/etc/passwd`; a process in a container with its own user
 //! database is reported with the host's name for its uid, or with none.
 
-use std::{collections::HashMap, fs, path::PathBuf, time::{Duration, Instant}};
+use std::{
+    collections::HashMap,
+    fs,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 /// How long an unknown uid waits before the file is read again.
 const RELOAD_AFTER: Duration = Duration::from_secs(30);
@@ -42,7 +47,9 @@ impl UserNames {
         self.loaded_at = Some(Instant::now());
         match fs::read_to_string(&self.path) {
             Ok(text) => self.names = parse_passwd(&text),
-            Err(error) => tracing::debug!(path = %self.path.display(), %error, "cannot read the user database"),
+            Err(error) => {
+                tracing::debug!(path = %self.path.display(), %error, "cannot read the user database")
+            }
         }
     }
 }
@@ -68,7 +75,9 @@ mod tests {
 
     #[test]
     fn passwd_lines_parse() {
-        let names = parse_passwd("root:x:0:0:root:/root:/bin/bash\nbroken\nnobody:x:65534:65534::/:/bin/false\n");
+        let names = parse_passwd(
+            "root:x:0:0:root:/root:/bin/bash\nbroken\nnobody:x:65534:65534::/:/bin/false\n",
+        );
         assert_eq!(names.get(&0).map(String::as_str), Some("root"));
         assert_eq!(names.get(&65534).map(String::as_str), Some("nobody"));
         assert_eq!(names.len(), 2);

@@ -156,7 +156,11 @@ pub enum DecodeError {
 
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
-    let kind = read_u32(bytes, 0).ok_or(DecodeError::TooShort { kind: 0, len: bytes.len(), expected: 4 })?;
+    let kind = read_u32(bytes, 0).ok_or(DecodeError::TooShort {
+        kind: 0,
+        len: bytes.len(),
+        expected: 4,
+    })?;
     match kind {
         kind::OPEN => decode_open(bytes).map(Record::Open),
         kind::EXEC => decode_exec(bytes).map(Record::Exec),
@@ -174,11 +178,20 @@ fn decode_open(bytes: &[u8]) -> Result<OpenEvent, DecodeError> {
         syscall::OPEN => OpenSyscall::Open,
         syscall::OPENAT => OpenSyscall::Openat,
         syscall::OPENAT2 => OpenSyscall::Openat2,
-        value => return Err(DecodeError::UnknownValue { field: "syscall", value }),
+        value => {
+            return Err(DecodeError::UnknownValue {
+                field: "syscall",
+                value,
+            });
+        }
     };
     let path_len = u32_at(offset_of!(OpenRecord, path_len));
     if path_len as usize >= PATH_LEN {
-        return Err(DecodeError::LengthOutOfRange { field: "path_len", value: path_len, max: PATH_LEN - 1 });
+        return Err(DecodeError::LengthOutOfRange {
+            field: "path_len",
+            value: path_len,
+            max: PATH_LEN - 1,
+        });
     }
     let path_start = offset_of!(OpenRecord, path);
     let path = bytes[path_start..path_start + path_len as usize].to_vec();
@@ -208,11 +221,19 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
 
     let filename_len = u32_at(offset_of!(ExecRecord, filename_len));
     if filename_len as usize >= EXEC_FILENAME_LEN {
-        return Err(DecodeError::LengthOutOfRange { field: "filename_len", value: filename_len, max: EXEC_FILENAME_LEN - 1 });
+        return Err(DecodeError::LengthOutOfRange {
+            field: "filename_len",
+            value: filename_len,
+            max: EXEC_FILENAME_LEN - 1,
+        });
     }
     let args_len = u32_at(offset_of!(ExecRecord, args_len));
     if args_len as usize >= EXEC_ARGS_LEN {
-        return Err(DecodeError::LengthOutOfRange { field: "args_len", value: args_len, max: EXEC_ARGS_LEN - 1 });
+        return Err(DecodeError::LengthOutOfRange {
+            field: "args_len",
+            value: args_len,
+            max: EXEC_ARGS_LEN - 1,
+        });
     }
     let filename_start = offset_of!(ExecRecord, filename);
     let args_start = offset_of!(ExecRecord, args);
@@ -243,7 +264,11 @@ fn decode_exit(bytes: &[u8]) -> Result<ExitEvent, DecodeError> {
 
 fn check_len(bytes: &[u8], kind: u32, expected: usize) -> Result<(), DecodeError> {
     if bytes.len() < expected {
-        return Err(DecodeError::TooShort { kind, len: bytes.len(), expected });
+        return Err(DecodeError::TooShort {
+            kind,
+            len: bytes.len(),
+            expected,
+        });
     }
     Ok(())
 }
@@ -279,7 +304,11 @@ mod tests {
         put_u32(&mut bytes, offset_of!(OpenRecord, pid), 42);
         put_u32(&mut bytes, offset_of!(OpenRecord, dfd), AT_FDCWD as u32);
         put_u64(&mut bytes, offset_of!(OpenRecord, result), (-2i64) as u64);
-        put_u32(&mut bytes, offset_of!(OpenRecord, path_len), path.len() as u32);
+        put_u32(
+            &mut bytes,
+            offset_of!(OpenRecord, path_len),
+            path.len() as u32,
+        );
         let start = offset_of!(OpenRecord, path);
         bytes[start..start + path.len()].copy_from_slice(path);
         bytes
@@ -301,7 +330,17 @@ mod tests {
     fn short_record_is_rejected() {
         let bytes = open_bytes(b"/x");
         let error = decode(&bytes[..100]).unwrap_err();
-        assert!(matches!(error, DecodeError::TooShort { kind: kind::OPEN, len: 100, .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                DecodeError::TooShort {
+                    kind: kind::OPEN,
+                    len: 100,
+                    ..
+                }
+            ),
+            "{error}"
+        );
         assert!(matches!(decode(&[1, 0]), Err(DecodeError::TooShort { .. })));
     }
 
@@ -316,14 +355,30 @@ mod tests {
     fn unknown_syscall_is_rejected() {
         let mut bytes = open_bytes(b"/x");
         put_u32(&mut bytes, offset_of!(OpenRecord, syscall), 7);
-        assert_eq!(decode(&bytes), Err(DecodeError::UnknownValue { field: "syscall", value: 7 }));
+        assert_eq!(
+            decode(&bytes),
+            Err(DecodeError::UnknownValue {
+                field: "syscall",
+                value: 7
+            })
+        );
     }
 
     #[test]
     fn oversized_path_len_is_rejected() {
         let mut bytes = open_bytes(b"/x");
-        put_u32(&mut bytes, offset_of!(OpenRecord, path_len), PATH_LEN as u32);
-        assert!(matches!(decode(&bytes), Err(DecodeError::LengthOutOfRange { field: "path_len", .. })));
+        put_u32(
+            &mut bytes,
+            offset_of!(OpenRecord, path_len),
+            PATH_LEN as u32,
+        );
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::LengthOutOfRange {
+                field: "path_len",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -335,17 +390,31 @@ mod tests {
         put_u32(&mut bytes, offset_of!(ExecRecord, filename_len), 3);
         let start = offset_of!(ExecRecord, filename);
         bytes[start..start + 3].copy_from_slice(b"/sh");
-        let Record::Exec(exec) = decode(&bytes).unwrap() else { panic!("expected exec") };
+        let Record::Exec(exec) = decode(&bytes).unwrap() else {
+            panic!("expected exec")
+        };
         assert_eq!(exec.filename, b"/sh");
         assert_eq!(exec.ppid, Some(1));
         assert!(exec.args.is_empty());
 
         put_u32(&mut bytes, offset_of!(ExecRecord, flags), EXEC_TASK_MISSING);
-        let Record::Exec(exec) = decode(&bytes).unwrap() else { panic!("expected exec") };
+        let Record::Exec(exec) = decode(&bytes).unwrap() else {
+            panic!("expected exec")
+        };
         assert_eq!(exec.ppid, None);
 
-        put_u32(&mut bytes, offset_of!(ExecRecord, args_len), EXEC_ARGS_LEN as u32);
-        assert!(matches!(decode(&bytes), Err(DecodeError::LengthOutOfRange { field: "args_len", .. })));
+        put_u32(
+            &mut bytes,
+            offset_of!(ExecRecord, args_len),
+            EXEC_ARGS_LEN as u32,
+        );
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::LengthOutOfRange {
+                field: "args_len",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -9,7 +9,10 @@ pub mod tracefs;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf, lpm_trie::{Key, LpmTrie}},
+    maps::{
+        MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{ProgramError, TracePoint},
 };
 use monitor_common::{
@@ -19,13 +22,14 @@ use monitor_common::{
 use thiserror::Error;
 
 use self::{btf::KernelBtf, tracefs::Tracefs};
-use crate::credential::kernel_entries::{TrieEntry, kernel_entries};
 use crate::credential::catalogue::Catalogue;
+use crate::credential::kernel_entries::{TrieEntry, kernel_entries};
 
 /// The compiled credwatch programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credwatch"));
 /// Programs that return at once, for the benchmark floor.
-static FLOOR_PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credwatch-floor"));
+static FLOOR_PROGRAMS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credwatch-floor"));
 
 /// One tracepoint program and whether the daemon can run without it.
 struct ProbeSpec {
@@ -38,14 +42,54 @@ struct ProbeSpec {
 /// Every probe credwatch attaches. `open` does not exist on architectures that only have
 /// `openat` (arm64), and `openat2` needs Linux 5.6, so both are optional.
 const PROBES: &[ProbeSpec] = &[
-    ProbeSpec { program: "sched_process_exec", category: "sched", tracepoint: "sched_process_exec", required: true },
-    ProbeSpec { program: "sched_process_exit", category: "sched", tracepoint: "sched_process_exit", required: true },
-    ProbeSpec { program: "sys_enter_openat", category: "syscalls", tracepoint: "sys_enter_openat", required: true },
-    ProbeSpec { program: "sys_exit_openat", category: "syscalls", tracepoint: "sys_exit_openat", required: true },
-    ProbeSpec { program: "sys_enter_open", category: "syscalls", tracepoint: "sys_enter_open", required: false },
-    ProbeSpec { program: "sys_exit_open", category: "syscalls", tracepoint: "sys_exit_open", required: false },
-    ProbeSpec { program: "sys_enter_openat2", category: "syscalls", tracepoint: "sys_enter_openat2", required: false },
-    ProbeSpec { program: "sys_exit_openat2", category: "syscalls", tracepoint: "sys_exit_openat2", required: false },
+    ProbeSpec {
+        program: "sched_process_exec",
+        category: "sched",
+        tracepoint: "sched_process_exec",
+        required: true,
+    },
+    ProbeSpec {
+        program: "sched_process_exit",
+        category: "sched",
+        tracepoint: "sched_process_exit",
+        required: true,
+    },
+    ProbeSpec {
+        program: "sys_enter_openat",
+        category: "syscalls",
+        tracepoint: "sys_enter_openat",
+        required: true,
+    },
+    ProbeSpec {
+        program: "sys_exit_openat",
+        category: "syscalls",
+        tracepoint: "sys_exit_openat",
+        required: true,
+    },
+    ProbeSpec {
+        program: "sys_enter_open",
+        category: "syscalls",
+        tracepoint: "sys_enter_open",
+        required: false,
+    },
+    ProbeSpec {
+        program: "sys_exit_open",
+        category: "syscalls",
+        tracepoint: "sys_exit_open",
+        required: false,
+    },
+    ProbeSpec {
+        program: "sys_enter_openat2",
+        category: "syscalls",
+        tracepoint: "sys_enter_openat2",
+        required: false,
+    },
+    ProbeSpec {
+        program: "sys_exit_openat2",
+        category: "syscalls",
+        tracepoint: "sys_exit_openat2",
+        required: false,
+    },
 ];
 
 /// How one probe ended up after start-up, reported in the health event.
@@ -169,11 +213,13 @@ pub fn start_floor() -> Result<Ebpf, SensorError> {
             if !tracefs.has_tracepoint("syscalls", &name) {
                 continue;
             }
-            tracepoint.attach("syscalls", &name).map_err(|source| SensorError::Attach {
-                program,
-                attach_point: attach_point(syscall),
-                source,
-            })?;
+            tracepoint
+                .attach("syscalls", &name)
+                .map_err(|source| SensorError::Attach {
+                    program,
+                    attach_point: attach_point(syscall),
+                    source,
+                })?;
         }
     }
     Ok(ebpf)
@@ -204,12 +250,22 @@ fn load_catalogue(ebpf: &mut Ebpf, catalogue: &Catalogue) -> Result<(), SensorEr
     let entries = kernel_entries(catalogue);
     fill_trie::<PATH_LEN>(ebpf, "FORWARD_MATCH", &entries.forward)?;
     fill_trie::<REVERSE_LEN>(ebpf, "REVERSE_MATCH", &entries.reverse)?;
-    tracing::debug!(forward = entries.forward.len(), reverse = entries.reverse.len(), "loaded the catalogue into the kernel");
+    tracing::debug!(
+        forward = entries.forward.len(),
+        reverse = entries.reverse.len(),
+        "loaded the catalogue into the kernel"
+    );
     Ok(())
 }
 
-fn fill_trie<const N: usize>(ebpf: &mut Ebpf, name: &'static str, entries: &[TrieEntry]) -> Result<(), SensorError> {
-    let map = ebpf.map_mut(name).ok_or(SensorError::Missing { kind: "map", name })?;
+fn fill_trie<const N: usize>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    entries: &[TrieEntry],
+) -> Result<(), SensorError> {
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(SensorError::Missing { kind: "map", name })?;
     let mut trie: LpmTrie<&mut MapData, [u8; N], MatchValue> =
         LpmTrie::try_from(map).map_err(|source| SensorError::Map { name, source })?;
     for entry in entries {
@@ -218,7 +274,8 @@ fn fill_trie<const N: usize>(ebpf: &mut Ebpf, name: &'static str, entries: &[Tri
         let len = entry.bytes.len().min(N);
         data[..len].copy_from_slice(&entry.bytes[..len]);
         let key = Key::new((len * 8) as u32, data);
-        trie.insert(&key, entry.value, 0).map_err(|source| SensorError::Map { name, source })?;
+        trie.insert(&key, entry.value, 0)
+            .map_err(|source| SensorError::Map { name, source })?;
     }
     Ok(())
 }
@@ -236,13 +293,20 @@ fn attach_all(ebpf: &mut Ebpf, tracefs: &Tracefs) -> Result<Vec<ProbeStatus>, Se
         };
         if !tracefs.has_tracepoint(probe.category, probe.tracepoint) && !probe.required {
             tracing::info!(tracepoint = %attach_point, "tracepoint not available on this kernel; continuing without it");
-            statuses.push(status("unavailable", Some("the kernel has no such tracepoint".to_owned())));
+            statuses.push(status(
+                "unavailable",
+                Some("the kernel has no such tracepoint".to_owned()),
+            ));
             continue;
         }
         match attach_one(ebpf, probe) {
             Ok(()) => statuses.push(status("attached", None)),
             Err(source) if probe.required => {
-                return Err(SensorError::Attach { program: probe.program, attach_point, source });
+                return Err(SensorError::Attach {
+                    program: probe.program,
+                    attach_point,
+                    source,
+                });
             }
             Err(error) => {
                 tracing::warn!(tracepoint = %attach_point, error = %error, "optional probe failed to attach; continuing without it");
@@ -263,8 +327,14 @@ fn attach_one(ebpf: &mut Ebpf, probe: &ProbeSpec) -> Result<(), ProgramError> {
     Ok(())
 }
 
-fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut TracePoint, SensorError> {
-    let program = ebpf.program_mut(name).ok_or(SensorError::Missing { kind: "program", name })?;
+fn program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut TracePoint, SensorError> {
+    let program = ebpf.program_mut(name).ok_or(SensorError::Missing {
+        kind: "program",
+        name,
+    })?;
     program.try_into().map_err(|source| SensorError::Attach {
         program: name,
         attach_point: String::new(),
@@ -277,6 +347,8 @@ fn take_map<T>(
     name: &'static str,
     convert: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
 ) -> Result<T, SensorError> {
-    let map = ebpf.take_map(name).ok_or(SensorError::Missing { kind: "map", name })?;
+    let map = ebpf
+        .take_map(name)
+        .ok_or(SensorError::Missing { kind: "map", name })?;
     convert(map).map_err(|source| SensorError::Map { name, source })
 }

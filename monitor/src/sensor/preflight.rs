@@ -65,12 +65,17 @@ fn check_capabilities() -> Result<(), PreflightError> {
     if has_bpf_privileges(effective) {
         return Ok(());
     }
-    Err(PreflightError::MissingCapabilities { held: describe(effective) })
+    Err(PreflightError::MissingCapabilities {
+        held: describe(effective),
+    })
 }
 
 /// Reads the `CapEff:` bit mask.
 pub fn parse_effective_capabilities(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|line| line.strip_prefix("CapEff:"))?.trim();
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))?
+        .trim();
     u64::from_str_radix(hex, 16).ok()
 }
 
@@ -82,7 +87,11 @@ pub fn has_bpf_privileges(effective: u64) -> bool {
 }
 
 fn describe(effective: u64) -> String {
-    let names = [(CAP_SYS_ADMIN, "CAP_SYS_ADMIN"), (CAP_PERFMON, "CAP_PERFMON"), (CAP_BPF, "CAP_BPF")];
+    let names = [
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+        (CAP_PERFMON, "CAP_PERFMON"),
+        (CAP_BPF, "CAP_BPF"),
+    ];
     let held: Vec<&str> = names
         .iter()
         .filter(|(cap, _)| effective & (1 << cap) != 0)
@@ -102,7 +111,9 @@ mod tests {
     #[test]
     fn root_mask_has_privileges() {
         let status = "Name:\tx\nCapEff:\t000001ffffffffff\n";
-        assert!(has_bpf_privileges(parse_effective_capabilities(status).unwrap()));
+        assert!(has_bpf_privileges(
+            parse_effective_capabilities(status).unwrap()
+        ));
     }
 
     #[test]
@@ -113,7 +124,10 @@ mod tests {
 
     #[test]
     fn unprivileged_mask_is_described() {
-        assert_eq!(parse_effective_capabilities("CapEff:\t0000000000000000\n"), Some(0));
+        assert_eq!(
+            parse_effective_capabilities("CapEff:\t0000000000000000\n"),
+            Some(0)
+        );
         assert!(!has_bpf_privileges(0));
         assert_eq!(describe(0), "none of them");
         assert_eq!(describe(1 << CAP_BPF), "only CAP_BPF");

@@ -9,8 +9,7 @@
 
 use std::{
     ffi::CString,
-    fs,
-    io,
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -46,7 +45,9 @@ pub enum TracefsError {
         source: io::Error,
     },
     /// A field is missing from a format file.
-    #[error("tracepoint {tracepoint} has no field `{field}`; this kernel's layout is not supported")]
+    #[error(
+        "tracepoint {tracepoint} has no field `{field}`; this kernel's layout is not supported"
+    )]
     MissingField {
         /// `category/name`.
         tracepoint: String,
@@ -67,12 +68,21 @@ impl Tracefs {
     pub fn ensure_mounted() -> Result<Self, TracefsError> {
         for candidate in [TRACEFS_MOUNT_POINT, DEBUGFS_TRACING] {
             if Path::new(candidate).join("events").is_dir() {
-                return Ok(Self { root: candidate.into(), mounted_by_us: false });
+                return Ok(Self {
+                    root: candidate.into(),
+                    mounted_by_us: false,
+                });
             }
         }
         mount_tracefs(Path::new(TRACEFS_MOUNT_POINT))?;
-        tracing::info!(path = TRACEFS_MOUNT_POINT, "mounted tracefs to attach tracepoints; it is unmounted once they are attached");
-        Ok(Self { root: TRACEFS_MOUNT_POINT.into(), mounted_by_us: true })
+        tracing::info!(
+            path = TRACEFS_MOUNT_POINT,
+            "mounted tracefs to attach tracepoints; it is unmounted once they are attached"
+        );
+        Ok(Self {
+            root: TRACEFS_MOUNT_POINT.into(),
+            mounted_by_us: true,
+        })
     }
 
     /// Whether the daemon mounted this tracefs.
@@ -86,9 +96,20 @@ impl Tracefs {
     }
 
     /// Byte offset of a field in a tracepoint's records.
-    pub fn field_offset(&self, category: &str, name: &str, field: &str) -> Result<u32, TracefsError> {
-        let path = self.root.join("events").join(category).join(name).join("format");
-        let text = fs::read_to_string(&path).map_err(|source| TracefsError::ReadFormat { path, source })?;
+    pub fn field_offset(
+        &self,
+        category: &str,
+        name: &str,
+        field: &str,
+    ) -> Result<u32, TracefsError> {
+        let path = self
+            .root
+            .join("events")
+            .join(category)
+            .join(name)
+            .join("format");
+        let text = fs::read_to_string(&path)
+            .map_err(|source| TracefsError::ReadFormat { path, source })?;
         parse_field_offset(&text, field).ok_or_else(|| TracefsError::MissingField {
             tracepoint: format!("{category}/{name}"),
             field: field.to_owned(),
@@ -101,7 +122,9 @@ impl Drop for Tracefs {
         if !self.mounted_by_us {
             return;
         }
-        let Ok(path) = CString::new(self.root.as_os_str().as_encoded_bytes()) else { return };
+        let Ok(path) = CString::new(self.root.as_os_str().as_encoded_bytes()) else {
+            return;
+        };
         // SAFETY: `path` is a valid NUL-terminated string; MNT_DETACH unmounts lazily even if
         // another process still has a file open in it.
         let result = unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
@@ -113,14 +136,23 @@ impl Drop for Tracefs {
 }
 
 fn mount_tracefs(target: &Path) -> Result<(), TracefsError> {
-    let to_error = |source| TracefsError::Mount { path: target.to_path_buf(), source };
+    let to_error = |source| TracefsError::Mount {
+        path: target.to_path_buf(),
+        source,
+    };
     let target_c = CString::new(target.as_os_str().as_encoded_bytes())
         .map_err(|_| to_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
     let fstype = c"tracefs";
     // SAFETY: every pointer is a valid NUL-terminated string that outlives the call, and no
     // mount data is passed.
     let result = unsafe {
-        libc::mount(fstype.as_ptr(), target_c.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            fstype.as_ptr(),
+            target_c.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if result != 0 {
         return Err(to_error(io::Error::last_os_error()));

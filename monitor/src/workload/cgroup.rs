@@ -40,9 +40,12 @@ fn unescape_mountinfo(field: &str) -> String {
     while i < bytes.len() {
         let escaped = bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b));
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b));
         if escaped {
-            let value = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            let value =
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(value);
             i += 4;
         } else {
@@ -69,14 +72,20 @@ impl CgroupResolver {
             .and_then(|text| find_cgroup2_mount(&text));
         match &root {
             Some(root) => tracing::info!(path = %root.display(), "found the cgroup v2 hierarchy"),
-            None => tracing::warn!("no cgroup v2 hierarchy is mounted; events will carry no cgroup path"),
+            None => tracing::warn!(
+                "no cgroup v2 hierarchy is mounted; events will carry no cgroup path"
+            ),
         }
         Self::with_root(root)
     }
 
     /// A resolver for a given root, or none.
     pub fn with_root(root: Option<PathBuf>) -> Self {
-        Self { root, paths: HashMap::new(), last_walk: None }
+        Self {
+            root,
+            paths: HashMap::new(),
+            last_walk: None,
+        }
     }
 
     /// The cgroup2 mount point.
@@ -97,7 +106,9 @@ impl CgroupResolver {
     }
 
     fn walk(&mut self) {
-        let Some(root) = self.root.clone() else { return };
+        let Some(root) = self.root.clone() else {
+            return;
+        };
         self.last_walk = Some(Instant::now());
         self.paths.clear();
         let mut stack = vec![root.clone()];
@@ -105,13 +116,21 @@ impl CgroupResolver {
         while let Some(directory) = stack.pop() {
             visited += 1;
             if visited > MAX_WALK {
-                tracing::warn!(limit = MAX_WALK, "cgroup hierarchy too large to index fully");
+                tracing::warn!(
+                    limit = MAX_WALK,
+                    "cgroup hierarchy too large to index fully"
+                );
                 break;
             }
-            let Ok(metadata) = fs::metadata(&directory) else { continue };
+            let Ok(metadata) = fs::metadata(&directory) else {
+                continue;
+            };
             let relative = directory.strip_prefix(&root).unwrap_or(Path::new(""));
-            self.paths.insert(metadata.ino(), format!("/{}", relative.display()));
-            let Ok(children) = fs::read_dir(&directory) else { continue };
+            self.paths
+                .insert(metadata.ino(), format!("/{}", relative.display()));
+            let Ok(children) = fs::read_dir(&directory) else {
+                continue;
+            };
             for child in children.flatten() {
                 if child.file_type().is_ok_and(|kind| kind.is_dir()) {
                     stack.push(child.path());
@@ -130,31 +149,46 @@ mod tests {
         let mountinfo = "25 1 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
                          26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
                          27 25 0:25 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
-        assert_eq!(find_cgroup2_mount(mountinfo), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            find_cgroup2_mount(mountinfo),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
     }
 
     #[test]
     fn unified_layout_mount_is_found() {
-        let mountinfo = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
-        assert_eq!(find_cgroup2_mount(mountinfo), Some(PathBuf::from("/sys/fs/cgroup")));
+        let mountinfo =
+            "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            find_cgroup2_mount(mountinfo),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
     }
 
     #[test]
     fn no_cgroup2_gives_none() {
-        assert_eq!(find_cgroup2_mount("22 1 0:5 / /proc rw - proc proc rw\n"), None);
+        assert_eq!(
+            find_cgroup2_mount("22 1 0:5 / /proc rw - proc proc rw\n"),
+            None
+        );
     }
 
     #[test]
     fn escaped_mount_point_is_decoded() {
         let mountinfo = "30 23 0:26 / /mnt/my\\040cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(find_cgroup2_mount(mountinfo), Some(PathBuf::from("/mnt/my cgroup")));
+        assert_eq!(
+            find_cgroup2_mount(mountinfo),
+            Some(PathBuf::from("/mnt/my cgroup"))
+        );
     }
 
     #[test]
     fn walk_maps_inodes_to_paths() {
         let root = tempfile::tempdir().unwrap();
         fs::create_dir_all(root.path().join("a.slice/b.scope")).unwrap();
-        let inode = fs::metadata(root.path().join("a.slice/b.scope")).unwrap().ino();
+        let inode = fs::metadata(root.path().join("a.slice/b.scope"))
+            .unwrap()
+            .ino();
         let mut resolver = CgroupResolver::with_root(Some(root.path().to_path_buf()));
         assert_eq!(resolver.path(inode), Some("/a.slice/b.scope"));
         let root_inode = fs::metadata(root.path()).unwrap().ino();
