@@ -154,6 +154,7 @@ fn match_jwt(bytes: &[u8], start: usize, may_be_truncated: bool) -> Result<usize
     Ok(scan_while(bytes, second_end + 1, is_base64url))
 }
 
+/// Replaces PEM blocks from `-----BEGIN` through their `-----END ...-----` line. A block
 /// without an end runs to the end of the text.
 pub(super) fn redact_pem_blocks(text: &str) -> String {
     const BEGIN: &str = "-----BEGIN";

@@ -1,4 +1,4 @@
-//! Unit tests of the redaction rules, through the public API.
+//! Unit tests of the redaction rules.
 
 use super::*;
 
