@@ -5,6 +5,9 @@
 //! daemon reads and reports; nothing is printed from the kernel.
 #![no_std]
 #![no_main]
+// For `atomic_xadd`: the BPF target has no compare-and-swap, so core's atomics lack fetch_add.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod maps;
 mod open;

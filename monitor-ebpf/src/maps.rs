@@ -3,7 +3,7 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use monitor_common::{
     catalogue::{MAX_ENTRIES, MatchValue, PATH_LEN, REVERSE_LEN},
@@ -45,6 +45,12 @@ pub static REVERSE_MATCH: LpmTrie<[u8; REVERSE_LEN], MatchValue> =
 #[map]
 pub static PENDING_OPENS: LruHashMap<u64, OpenRecord> = LruHashMap::with_max_entries(8192, 0);
 
+/// Number of entries in `PENDING_OPENS`, shared by all CPUs. The exit programs skip the hash
+/// lookup while it is zero, which is the common case: matched opens are rare. An entry the LRU
+/// evicts is never subtracted, which only makes the exit programs look up more often.
+#[map]
+pub static PENDING_COUNT: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Per-CPU working memory for the open programs: too large for the 512-byte eBPF stack.
 #[map]
 pub static OPEN_SCRATCH: PerCpuArray<OpenScratch> = PerCpuArray::with_max_entries(1, 0);
@@ -57,7 +63,67 @@ pub static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries
 #[repr(C)]
 pub struct OpenScratch {
     pub record: OpenRecord,
-    pub reverse: aya_ebpf::maps::lpm_trie::Key<[u8; REVERSE_LEN]>,
+    pub reverse: ReverseKey,
+}
+
+/// The reverse-trie key, laid out so that its data is 8-byte aligned: `prefix_bits` and `data`
+/// together form the trie's `Key<[u8; REVERSE_LEN]>` (a `u32` and the bytes, packed), and the
+/// padding in front aligns `data`.
+#[repr(C, align(8))]
+pub struct ReverseKey {
+    _padding: u32,
+    pub prefix_bits: u32,
+    pub data: [u64; REVERSE_LEN / 8],
+}
+
+impl ReverseKey {
+    /// The trie key view of `prefix_bits` and `data`.
+    #[inline(always)]
+    pub fn as_lpm_key(&self) -> &Key<[u8; REVERSE_LEN]> {
+        // SAFETY: `prefix_bits` is directly followed by REVERSE_LEN bytes of `data` (repr(C),
+        // a u32 at offset 4 and the array at offset 8), which is the layout of the packed
+        // `Key`, and a packed type has alignment 1.
+        unsafe { &*core::ptr::from_ref(&self.prefix_bits).cast::<Key<[u8; REVERSE_LEN]>>() }
+    }
+
+    /// Sets one byte of the data.
+    #[inline(always)]
+    pub fn set_byte(&mut self, index: usize, value: u8) {
+        let bytes = self.data.as_mut_ptr().cast::<u8>();
+        // SAFETY: the index is masked below REVERSE_LEN, the size of `data` in bytes.
+        unsafe { *bytes.add(index & (REVERSE_LEN - 1)) = value };
+    }
+}
+
+const _: () = assert!(core::mem::offset_of!(ReverseKey, data) == 8);
+const _: () = assert!(core::mem::offset_of!(ReverseKey, prefix_bits) == 4);
+
+/// Adds `delta` to the shared count of pending opens.
+#[inline(always)]
+pub fn add_pending(delta: i64) {
+    if let Some(slot) = PENDING_COUNT.get_ptr_mut(0) {
+        // SAFETY: the pointer comes from a successful array lookup and stays valid; other CPUs
+        // update the same slot, so it is changed only with an atomic add (BPF_ATOMIC). The BPF
+        // target has no compare-and-swap, so core's atomic types lack fetch_add; the intrinsic
+        // lowers to the plain atomic add instruction.
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                slot,
+                delta as u64,
+            );
+        }
+    }
+}
+
+/// Whether any open is pending.
+#[inline(always)]
+pub fn any_pending() -> bool {
+    match PENDING_COUNT.get_ptr(0) {
+        // SAFETY: as in add_pending; a plain read of an aligned u64 cannot tear on 64-bit
+        // targets, and a stale value only delays or adds one lookup.
+        Some(slot) => (unsafe { core::ptr::read_volatile(slot) }) != 0,
+        None => true,
+    }
 }
 
 /// Adds one to a per-CPU counter.

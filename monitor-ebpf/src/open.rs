@@ -18,6 +18,7 @@
 //! and matches the path instead.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_ktime_get_boot_ns, generated,
@@ -38,7 +39,7 @@ use monitor_common::{
 
 use crate::maps::{
     DAEMON_TGID, EVENTS, FORWARD_MATCH, OPEN_SCRATCH, OpenScratch, PENDING_OPENS, REVERSE_MATCH,
-    count,
+    ReverseKey, add_pending, any_pending, count,
 };
 
 /// Offset of the first syscall argument in a `sys_enter_*` record.
@@ -62,8 +63,7 @@ pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
-    // openat2(dfd, filename, how, usize): the flags live in `how`, which the daemon does not
-    // need, so the record carries 0.
+    // openat2(dfd, filename, how, usize)
     enter(&ctx, syscall::OPENAT2, Some(ARG0), ARG0 + ARG_SLOT)
 }
 
@@ -82,11 +82,15 @@ pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
     exit(&ctx)
 }
 
+// Inlined into each program, because the verifier only allows context reads at constant
+// offsets, and the offsets are arguments here.
+#[inline(always)]
 fn enter(ctx: &TracePointContext, syscall: u32, dfd_at: Option<usize>, filename_at: usize) -> u32 {
     let _ = try_enter(ctx, syscall, dfd_at, filename_at);
     0
 }
 
+#[inline(always)]
 fn exit(ctx: &TracePointContext) -> u32 {
     let _ = try_exit(ctx);
     0
@@ -110,37 +114,57 @@ fn try_enter(
     // SAFETY: the pointer comes from a successful per-CPU array lookup; it stays valid for the
     // whole program run and no other program runs on this CPU meanwhile.
     let scratch = unsafe { &mut *scratch };
+    let filename = read_arg(ctx, filename_at);
 
-    // SAFETY: the offset lies inside the tracepoint record, whose layout the module doc states.
-    let filename = unsafe { ctx.read_at::<u64>(filename_at) }.map_err(|_| ())?;
-    let dfd = match dfd_at {
-        // SAFETY: as above, the offset lies inside the tracepoint record.
-        Some(at) => unsafe { ctx.read_at::<u64>(at) }.map_err(|_| ())? as i32,
-        None => AT_FDCWD,
+    // Everything up to the match runs for every open; the rest only for matches.
+    let Ok(path_len) = read_path(filename as *const u8, &mut scratch.record.path) else {
+        // The string is not resident yet; the kernel faults it in while it opens the file,
+        // so the exit program reads it again.
+        let record = &mut scratch.record;
+        fill_arguments(ctx, record, syscall, dfd_at, filename_at);
+        record.result = filename as i64;
+        record.path_flags = PATH_DEFERRED;
+        return keep_pending(pid_tgid, record, counters::PATH_READ_DEFERRED);
+    };
+    let Some((value, path_flags)) = match_path(scratch, path_len) else {
+        return Ok(());
     };
     let record = &mut scratch.record;
-    record.syscall = syscall;
-    record.dfd = dfd;
-    record.open_flags = open_flags(ctx, syscall, filename_at);
-    // SAFETY: these helpers take no pointers and are allowed in tracepoint programs.
-    record.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    fill_arguments(ctx, record, syscall, dfd_at, filename_at);
+    fill_match(record, value, path_len, path_flags);
+    keep_pending(pid_tgid, record, counters::OPENS_MATCHED)
+}
 
-    match read_path(filename as *const u8, &mut record.path) {
-        Ok(path_len) => {
-            let Some((value, path_flags)) = match_path(scratch, path_len) else {
-                return Ok(());
-            };
-            fill_match(&mut scratch.record, value, path_len, path_flags);
-            keep_pending(pid_tgid, &scratch.record, counters::OPENS_MATCHED)
-        }
-        Err(()) => {
-            // The string is not resident yet; the kernel faults it in while it opens the
-            // file, so the exit program reads it again.
-            record.result = filename as i64;
-            record.path_flags = PATH_DEFERRED;
-            keep_pending(pid_tgid, record, counters::PATH_READ_DEFERRED)
-        }
-    }
+/// Reads one 8-byte argument slot of a `sys_enter_*` record.
+#[inline(always)]
+fn read_arg(ctx: &TracePointContext, offset: usize) -> u64 {
+    // SAFETY: tracepoint programs may read their context directly at constant offsets, and
+    // every offset used here lies inside the record layout the module doc states.
+    unsafe { core::ptr::read(ctx.as_ptr().cast::<u8>().add(offset).cast::<u64>()) }
+}
+
+/// Fills the syscall, directory descriptor, flags and time of a record.
+#[inline(always)]
+fn fill_arguments(
+    ctx: &TracePointContext,
+    record: &mut OpenRecord,
+    syscall: u32,
+    dfd_at: Option<usize>,
+    filename_at: usize,
+) {
+    record.syscall = syscall;
+    record.dfd = match dfd_at {
+        Some(at) => read_arg(ctx, at) as i32,
+        None => AT_FDCWD,
+    };
+    // openat2 keeps its flags in `struct open_how`, which the daemon does not need.
+    record.open_flags = if syscall == syscall::OPENAT2 {
+        0
+    } else {
+        read_arg(ctx, filename_at + ARG_SLOT) as u32
+    };
+    // SAFETY: the helper takes no pointers and is allowed in tracepoint programs.
+    record.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
 }
 
 /// Stores the record until the exit tracepoint and counts it under `counter`.
@@ -150,6 +174,7 @@ fn keep_pending(pid_tgid: u64, record: &OpenRecord, counter: u32) -> Result<(), 
         count(counters::PENDING_FULL);
         return Err(());
     }
+    add_pending(1);
     count(counter);
     Ok(())
 }
@@ -162,7 +187,7 @@ fn match_path(scratch: &mut OpenScratch, path_len: usize) -> Option<(MatchValue,
     record.lpm_prefix_bits = ((path_len + 1) * 8) as u32;
     let value = match lookup_forward(record) {
         Some(value) => value,
-        None => lookup_reverse(&record.path, path_len, &mut scratch.reverse)?,
+        None => lookup_reverse(record, path_len, &mut scratch.reverse)?,
     };
     let path_flags = path_flags(&scratch.record.path, path_len);
     if value.flags & MATCH_CANDIDATE != 0 {
@@ -228,35 +253,62 @@ fn lookup_forward(record: &OpenRecord) -> Option<MatchValue> {
 
 /// Looks up the reversed end of the path, with a `/` after a relative path so that a bare
 /// name matches basename entries.
+///
+/// The path is reversed eight bytes at a time with aligned loads, because the BPF back end
+/// splits unaligned loads into single bytes. Each step loads the two aligned words around
+/// the eight bytes it needs, shifts them together and byte-swaps the result. For paths
+/// shorter than 64 bytes the first steps read before `path`, in the record's header, which is
+/// still inside the map value; those bytes lie past the key's prefix length, so the trie
+/// never compares them.
 #[inline(always)]
 fn lookup_reverse(
-    path: &[u8; PATH_LEN],
+    record: &OpenRecord,
     path_len: usize,
-    key: &mut Key<[u8; REVERSE_LEN]>,
+    key: &mut ReverseKey,
 ) -> Option<MatchValue> {
-    // The length is computed before the loop, not counted in it, so that the verifier sees
-    // one state after the loop instead of one per possible exit iteration.
+    let path_len = path_len & (PATH_LEN - 1);
     let reversed = if path_len < REVERSE_LEN - 1 {
         path_len
     } else {
         REVERSE_LEN - 1
     };
-    let mut data = [0u8; REVERSE_LEN];
-    for i in 0..REVERSE_LEN - 1 {
-        if i >= reversed {
-            break;
-        }
-        data[i] = path[(path_len - 1 - i) & (PATH_LEN - 1)];
+    // Words are counted from REVERSE_LEN bytes before `path`, so every index is positive.
+    let words = core::ptr::from_ref(&record.path)
+        .cast::<u8>()
+        .wrapping_sub(REVERSE_LEN)
+        .cast::<u64>();
+    let first_word = path_len / 8;
+    let low_shift = ((path_len % 8) * 8) as u32;
+    for chunk in 0..REVERSE_LEN / 8 {
+        // The eight bytes that end `chunk * 8` bytes before the end of the path start at byte
+        // `path_len + REVERSE_LEN - 8 * (chunk + 1)` from `words`, inside word `index`. The
+        // index is written as the word of `path_len` plus a constant so that every address is
+        // at or above `words`, which the verifier needs to see.
+        let index = first_word + (REVERSE_LEN / 8 - 1 - chunk);
+        // SAFETY: `index` is at most 31 + 7, so the words at `index` and `index + 1` lie
+        // between REVERSE_LEN bytes before `path` and the end of the record; `path` starts at
+        // byte 80 and fills the record to its end (both asserted below and in monitor-common),
+        // and `words` is 8-byte aligned because `path` is.
+        let (low, high) = unsafe { (words.add(index).read(), words.add(index + 1).read()) };
+        // `high << 1 << (63 - low_shift)` is `high << (64 - low_shift)`, and 0 when
+        // low_shift is 0, without an undefined 64-bit shift.
+        let bytes = (low >> low_shift) | ((high << 1) << (63 - low_shift));
+        key.data[chunk] = bytes.swap_bytes();
     }
     let mut used = reversed;
-    if reversed == path_len && path[0] != b'/' {
-        data[reversed & (REVERSE_LEN - 1)] = b'/';
+    if reversed == path_len && record.path[0] != b'/' {
+        key.set_byte(reversed, b'/');
         used += 1;
     }
-    key.prefix_len = (used * 8) as u32;
-    key.data = data;
-    REVERSE_MATCH.get(&*key).copied()
+    key.prefix_bits = (used * 8) as u32;
+    REVERSE_MATCH.get(key.as_lpm_key()).copied()
 }
+
+const _: () = assert!(REVERSE_LEN % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(OpenRecord, path) >= REVERSE_LEN);
+const _: () = assert!(core::mem::offset_of!(OpenRecord, path) % 8 == 0);
+const _: () =
+    assert!(core::mem::offset_of!(OpenRecord, path) + PATH_LEN == size_of::<OpenRecord>());
 
 /// `//`, `/./` and `/..` (which includes `/..data`) as big-endian byte windows.
 const SLASH_SLASH: u32 = 0x2f2f;
@@ -295,36 +347,36 @@ fn path_flags(path: &[u8; PATH_LEN], path_len: usize) -> u32 {
 }
 
 #[inline(always)]
-fn open_flags(ctx: &TracePointContext, syscall: u32, filename_at: usize) -> u32 {
-    if syscall == syscall::OPENAT2 {
-        return 0;
-    }
-    // SAFETY: the flags slot follows the filename slot inside the tracepoint record.
-    unsafe { ctx.read_at::<u64>(filename_at + ARG_SLOT) }.unwrap_or(0) as u32
-}
-
-#[inline(always)]
 fn try_exit(ctx: &TracePointContext) -> Result<(), ()> {
+    if !any_pending() {
+        return Ok(());
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let pending = PENDING_OPENS.get_ptr_mut(&pid_tgid).ok_or(())?;
-    // SAFETY: the offset lies inside the `sys_exit_*` record.
-    let result = unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(0);
+    let result = read_arg(ctx, RET) as i64;
     // SAFETY: the pointer comes from a successful lookup. Only this thread writes the entry
     // for its own pid_tgid, and it is inside this system call.
     let pending = unsafe { &mut *pending };
     if pending.path_flags & PATH_DEFERRED != 0 {
         let sent = exit_deferred(pending, result);
-        let _ = PENDING_OPENS.remove(&pid_tgid);
+        forget_pending(pid_tgid);
         return sent;
     }
     pending.result = result;
     let sent = EVENTS.output::<OpenRecord>(&*pending, 0);
-    let _ = PENDING_OPENS.remove(&pid_tgid);
+    forget_pending(pid_tgid);
     match sent {
         Ok(()) => count(counters::RECORDS_EMITTED),
         Err(_) => count(counters::RINGBUF_FULL),
     }
     Ok(())
+}
+
+#[inline(always)]
+fn forget_pending(pid_tgid: u64) {
+    if PENDING_OPENS.remove(&pid_tgid).is_ok() {
+        add_pending(-1);
+    }
 }
 
 /// Reads and matches a path the entry program could not read, and sends the record when it
