@@ -6,7 +6,10 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use monitor_common::{
-    catalogue::{MAX_ENTRIES, MatchValue, PATH_LEN, REVERSE_LEN},
+    catalogue::{
+        FILTER_PREFIX, FILTER_SUFFIX, FILTER_WORDS, MAX_ENTRIES, MatchFilter, MatchValue, PATH_LEN,
+        REVERSE_LEN, filter_bit,
+    },
     counters,
     offsets::KernelOffsets,
     open::OpenRecord,
@@ -21,6 +24,48 @@ pub static DAEMON_TGID: Global<u32> = Global::new(0);
 /// Kernel struct and tracepoint field offsets, resolved by the daemon. Set by the loader.
 #[unsafe(no_mangle)]
 pub static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::unknown());
+
+/// Filters that let the open programs skip trie lookups, set by the loader. A plain static,
+/// not a `Global`, because `Global::load` would copy all 1,032 bytes onto the stack; it is
+/// read one word at a time with volatile loads so the compiler cannot fold the default in.
+#[unsafe(no_mangle)]
+pub static MATCH_FILTER: MatchFilter = MatchFilter::pass_all();
+
+/// Whether the prefix filter lets `value` through to the forward lookup.
+#[inline(always)]
+pub fn prefix_may_match(value: u64) -> bool {
+    filter_word_bit(
+        core::ptr::addr_of!(MATCH_FILTER.prefix),
+        FILTER_PREFIX,
+        value,
+    )
+}
+
+/// Whether the suffix filter lets `value` through to the reverse lookup.
+#[inline(always)]
+pub fn suffix_may_match(value: u64) -> bool {
+    filter_word_bit(
+        core::ptr::addr_of!(MATCH_FILTER.suffix),
+        FILTER_SUFFIX,
+        value,
+    )
+}
+
+#[inline(always)]
+fn filter_word_bit(words: *const [u64; FILTER_WORDS], enabled_flag: u32, value: u64) -> bool {
+    // SAFETY: MATCH_FILTER is a static, so the pointers are valid; the word index is masked
+    // below FILTER_WORDS.
+    let flags = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(MATCH_FILTER.flags)) };
+    if flags & enabled_flag == 0 {
+        return true;
+    }
+    let bit = filter_bit(value);
+    // SAFETY: as above.
+    let word = unsafe {
+        core::ptr::read_volatile(words.cast::<u64>().add((bit >> 6) & (FILTER_WORDS - 1)))
+    };
+    (word >> (bit & 63)) & 1 != 0
+}
 
 /// Records for the daemon.
 #[map]

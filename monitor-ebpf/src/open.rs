@@ -28,7 +28,10 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use monitor_common::{
-    catalogue::{MATCH_CANDIDATE, MatchValue, PATH_LEN, REVERSE_LEN},
+    catalogue::{
+        FILTER_PREFIX, MATCH_CANDIDATE, MatchValue, PATH_LEN, PREFIX_FILTER_LEN, REVERSE_LEN,
+        SUFFIX_FILTER_LEN,
+    },
     counters,
     open::{
         AT_FDCWD, OpenRecord, PATH_DEFERRED, PATH_NON_CANONICAL, PATH_RELATIVE, PATH_TRUNCATED,
@@ -39,7 +42,7 @@ use monitor_common::{
 
 use crate::maps::{
     DAEMON_TGID, EVENTS, FORWARD_MATCH, OPEN_SCRATCH, OpenScratch, PENDING_OPENS, REVERSE_MATCH,
-    ReverseKey, add_pending, any_pending, count,
+    ReverseKey, add_pending, any_pending, count, prefix_may_match, suffix_may_match,
 };
 
 /// Offset of the first syscall argument in a `sys_enter_*` record.
@@ -185,7 +188,12 @@ fn keep_pending(pid_tgid: u64, record: &OpenRecord, counter: u32) -> Result<(), 
 fn match_path(scratch: &mut OpenScratch, path_len: usize) -> Option<(MatchValue, u32)> {
     let record = &mut scratch.record;
     record.lpm_prefix_bits = ((path_len + 1) * 8) as u32;
-    let value = match lookup_forward(record) {
+    let forward = if may_match_forward(record, path_len) {
+        lookup_forward(record)
+    } else {
+        None
+    };
+    let value = match forward {
         Some(value) => value,
         None => lookup_reverse(record, path_len, &mut scratch.reverse)?,
     };
@@ -241,6 +249,27 @@ fn read_path(filename: *const u8, buffer: &mut [u8; PATH_LEN]) -> Result<usize, 
     Ok((read - 1) as usize)
 }
 
+/// Whether the first bytes of the path pass the prefix filter. Every forward key is at least
+/// PREFIX_FILTER_LEN bytes long when the filter is in use, so a path whose string and NUL are
+/// shorter cannot match; its later bytes are stale, so it must not be hashed.
+#[inline(always)]
+fn may_match_forward(record: &OpenRecord, path_len: usize) -> bool {
+    if path_len + 1 < PREFIX_FILTER_LEN {
+        return !filter_in_use(FILTER_PREFIX);
+    }
+    // SAFETY: `path` is 8-byte aligned (asserted below) and at least 8 bytes long.
+    let first = unsafe { core::ptr::from_ref(&record.path).cast::<u64>().read() };
+    prefix_may_match(first)
+}
+
+#[inline(always)]
+fn filter_in_use(flag: u32) -> bool {
+    // SAFETY: MATCH_FILTER is a static; the volatile read keeps the loader's value.
+    let flags =
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::maps::MATCH_FILTER.flags)) };
+    flags & flag != 0
+}
+
 #[inline(always)]
 fn lookup_forward(record: &OpenRecord) -> Option<MatchValue> {
     let key_ptr = core::ptr::from_ref(&record.lpm_prefix_bits).cast::<Key<[u8; PATH_LEN]>>();
@@ -279,21 +308,19 @@ fn lookup_reverse(
         .cast::<u64>();
     let first_word = path_len / 8;
     let low_shift = ((path_len % 8) * 8) as u32;
+    let last_bytes = reversed_chunk(words, first_word + REVERSE_LEN / 8 - 1, low_shift);
+    // A path of fewer than SUFFIX_FILTER_LEN bytes would hash bytes from before it.
+    let filtered = path_len >= SUFFIX_FILTER_LEN;
+    if filtered && !suffix_may_match(last_bytes & 0xffff_ffff) {
+        return None;
+    }
     for chunk in 0..REVERSE_LEN / 8 {
         // The eight bytes that end `chunk * 8` bytes before the end of the path start at byte
         // `path_len + REVERSE_LEN - 8 * (chunk + 1)` from `words`, inside word `index`. The
         // index is written as the word of `path_len` plus a constant so that every address is
         // at or above `words`, which the verifier needs to see.
         let index = first_word + (REVERSE_LEN / 8 - 1 - chunk);
-        // SAFETY: `index` is at most 31 + 7, so the words at `index` and `index + 1` lie
-        // between REVERSE_LEN bytes before `path` and the end of the record; `path` starts at
-        // byte 80 and fills the record to its end (both asserted below and in monitor-common),
-        // and `words` is 8-byte aligned because `path` is.
-        let (low, high) = unsafe { (words.add(index).read(), words.add(index + 1).read()) };
-        // `high << 1 << (63 - low_shift)` is `high << (64 - low_shift)`, and 0 when
-        // low_shift is 0, without an undefined 64-bit shift.
-        let bytes = (low >> low_shift) | ((high << 1) << (63 - low_shift));
-        key.data[chunk] = bytes.swap_bytes();
+        key.data[chunk] = reversed_chunk(words, index, low_shift);
     }
     let mut used = reversed;
     if reversed == path_len && record.path[0] != b'/' {
@@ -302,6 +329,20 @@ fn lookup_reverse(
     }
     key.prefix_bits = (used * 8) as u32;
     REVERSE_MATCH.get(key.as_lpm_key()).copied()
+}
+
+/// The eight bytes starting `low_shift / 8` bytes into word `index`, in reverse order.
+#[inline(always)]
+fn reversed_chunk(words: *const u64, index: usize, low_shift: u32) -> u64 {
+    // SAFETY: callers pass an `index` of at most 31 + 7, so the words at `index` and
+    // `index + 1` lie between REVERSE_LEN bytes before `path` and the end of the record;
+    // `path` starts at byte 80 and fills the record to its end (asserted below and in
+    // monitor-common), and `words` is 8-byte aligned because `path` is.
+    let (low, high) = unsafe { (words.add(index).read(), words.add(index + 1).read()) };
+    // `high << 1 << (63 - low_shift)` is `high << (64 - low_shift)`, and 0 when low_shift is
+    // 0, without an undefined 64-bit shift.
+    let bytes = (low >> low_shift) | ((high << 1) << (63 - low_shift));
+    bytes.swap_bytes()
 }
 
 const _: () = assert!(REVERSE_LEN % 8 == 0);

@@ -9,7 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use monitor_common::catalogue::{MATCH_CANDIDATE, MATCH_DEFINITE, MatchValue};
+use monitor_common::catalogue::{
+    FILTER_PREFIX, FILTER_SUFFIX, MATCH_CANDIDATE, MATCH_DEFINITE, MatchFilter, MatchValue,
+    PREFIX_FILTER_LEN, SUFFIX_FILTER_LEN, filter_insert,
+};
 
 use super::catalogue::Catalogue;
 
@@ -90,6 +93,48 @@ pub fn kernel_entries(catalogue: &Catalogue) -> KernelEntries {
     }
 }
 
+impl KernelEntries {
+    /// The filters that let the programs skip lookups: each is in use only when every key of
+    /// its trie is long enough to be hashed.
+    pub fn filter(&self) -> MatchFilter {
+        let mut filter = MatchFilter::pass_all();
+        if self
+            .forward
+            .iter()
+            .all(|entry| entry.bytes.len() >= PREFIX_FILTER_LEN)
+        {
+            filter.flags |= FILTER_PREFIX;
+            for entry in &self.forward {
+                filter_insert(
+                    &mut filter.prefix,
+                    filter_value(&entry.bytes, PREFIX_FILTER_LEN),
+                );
+            }
+        }
+        if self
+            .reverse
+            .iter()
+            .all(|entry| entry.bytes.len() >= SUFFIX_FILTER_LEN)
+        {
+            filter.flags |= FILTER_SUFFIX;
+            for entry in &self.reverse {
+                filter_insert(
+                    &mut filter.suffix,
+                    filter_value(&entry.bytes, SUFFIX_FILTER_LEN),
+                );
+            }
+        }
+        filter
+    }
+}
+
+/// The first `len` bytes of a key as a little-endian integer, as the programs load them.
+pub fn filter_value(bytes: &[u8], len: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word[..len].copy_from_slice(&bytes[..len]);
+    u64::from_le_bytes(word)
+}
+
 /// Returns the path and, for paths under `/run`, the same path under `/var/run`, because a
 /// process may open either and the kernel sees the path as passed.
 fn run_aliases(path: &str) -> Vec<String> {
@@ -124,6 +169,8 @@ fn into_entries(map: BTreeMap<Vec<u8>, MatchValue>) -> Vec<TrieEntry> {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use monitor_common::catalogue::filter_contains;
 
     use super::*;
     use crate::config::Config;
@@ -183,6 +230,55 @@ mod tests {
         let key = find(&entries.reverse, b"asr_di/").unwrap();
         assert_eq!(key.value.flags, MATCH_DEFINITE);
         assert_eq!(key.value.entry_index, 1);
+    }
+
+    #[test]
+    fn filter_has_every_key() {
+        let (_, entries) = entries(ONE_OF_EACH);
+        let filter = entries.filter();
+        assert_eq!(filter.flags, FILTER_PREFIX | FILTER_SUFFIX);
+        for entry in &entries.forward {
+            let value = filter_value(&entry.bytes, PREFIX_FILTER_LEN);
+            assert!(filter_contains(&filter.prefix, value), "{:?}", entry.bytes);
+        }
+        for entry in &entries.reverse {
+            let value = filter_value(&entry.bytes, SUFFIX_FILTER_LEN);
+            assert!(filter_contains(&filter.suffix, value), "{:?}", entry.bytes);
+        }
+    }
+
+    #[test]
+    fn filter_rejects_ordinary_paths() {
+        let (_, entries) = entries("");
+        let filter = entries.filter();
+        let ordinary = [
+            "/etc/ld.so.cache",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/proc/self/stat",
+        ];
+        let mut rejected = 0;
+        for path in ordinary {
+            let prefix = filter_value(path.as_bytes(), PREFIX_FILTER_LEN);
+            let reversed: Vec<u8> = path.bytes().rev().collect();
+            let suffix = filter_value(&reversed, SUFFIX_FILTER_LEN);
+            if !filter_contains(&filter.prefix, prefix) && !filter_contains(&filter.suffix, suffix)
+            {
+                rejected += 1;
+            }
+        }
+        assert_eq!(
+            rejected,
+            ordinary.len(),
+            "ordinary paths should skip both lookups"
+        );
+    }
+
+    #[test]
+    fn short_keys_turn_filters_off() {
+        let (_, entries) = entries(
+            "catalogue:\n  builtin: false\n  entries:\n    - {id: a, type: t, paths: [/a/b], suffixes: [.k]}\n",
+        );
+        assert_eq!(entries.filter().flags, 0);
     }
 
     #[test]

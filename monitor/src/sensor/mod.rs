@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use self::{btf::KernelBtf, tracefs::Tracefs};
 use crate::credential::catalogue::Catalogue;
-use crate::credential::kernel_entries::{TrieEntry, kernel_entries};
+use crate::credential::kernel_entries::{KernelEntries, TrieEntry, kernel_entries};
 
 /// The compiled credwatch programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credwatch"));
@@ -175,11 +175,14 @@ impl Sensor {
         let offsets = resolve_offsets(&tracefs)?;
         tracing::debug!(?offsets, "resolved kernel offsets");
 
+        let entries = kernel_entries(catalogue);
+        let filter = entries.filter();
         let mut ebpf = EbpfLoader::new()
             .override_global("DAEMON_TGID", &daemon_pid, true)
             .override_global("KERNEL_OFFSETS", &offsets, true)
+            .override_global("MATCH_FILTER", &filter, true)
             .load(PROGRAMS)?;
-        load_catalogue(&mut ebpf, catalogue)?;
+        load_catalogue(&mut ebpf, &entries)?;
         let probes = attach_all(&mut ebpf, &tracefs)?;
 
         let ring = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
@@ -246,8 +249,7 @@ fn resolve_offsets(tracefs: &Tracefs) -> Result<KernelOffsets, SensorError> {
     Ok(offsets)
 }
 
-fn load_catalogue(ebpf: &mut Ebpf, catalogue: &Catalogue) -> Result<(), SensorError> {
-    let entries = kernel_entries(catalogue);
+fn load_catalogue(ebpf: &mut Ebpf, entries: &KernelEntries) -> Result<(), SensorError> {
     fill_trie::<PATH_LEN>(ebpf, "FORWARD_MATCH", &entries.forward)?;
     fill_trie::<REVERSE_LEN>(ebpf, "REVERSE_MATCH", &entries.reverse)?;
     tracing::debug!(
