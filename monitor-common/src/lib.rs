@@ -8,6 +8,7 @@
 
 pub mod catalogue;
 pub mod counters;
+pub mod directory;
 pub mod offsets;
 pub mod open;
 pub mod process;

@@ -10,6 +10,8 @@ pub mod kind {
     pub const EXEC: u32 = 2;
     /// A thread-group leader exited, see [`crate::process::ExitRecord`].
     pub const EXIT: u32 = 3;
+    /// The directory a relative open starts from, see [`crate::directory::DirectoryRecord`].
+    pub const DIRECTORY: u32 = 4;
 }
 
 /// Capacity of the ring buffer in bytes. A power of two and a multiple of the page size, as the

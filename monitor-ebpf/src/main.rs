@@ -9,6 +9,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod directory;
 mod maps;
 mod open;
 mod process;

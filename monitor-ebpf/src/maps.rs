@@ -1,9 +1,10 @@
 //! Maps and load-time globals shared by the programs.
 
+use crate::directory::DirectoryScratch;
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf, lpm_trie::Key},
 };
 use monitor_common::{
     catalogue::{
@@ -99,6 +100,14 @@ pub static PENDING_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 /// Per-CPU working memory for the open programs: too large for the 512-byte eBPF stack.
 #[map]
 pub static OPEN_SCRATCH: PerCpuArray<OpenScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Programs the open programs tail-call: the directory walk at `directory::DIRECTORY_WALK`.
+#[map]
+pub static TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Per-CPU working memory for the directory walk of relative opens.
+#[map]
+pub static DIRECTORY_SCRATCH: PerCpuArray<DirectoryScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU working memory for the exec program.
 #[map]

@@ -40,9 +40,13 @@ use monitor_common::{
     record::kind,
 };
 
-use crate::maps::{
-    DAEMON_TGID, EVENTS, FORWARD_MATCH, OPEN_SCRATCH, OpenScratch, PENDING_OPENS, REVERSE_MATCH,
-    ReverseKey, add_pending, any_pending, count, prefix_may_match, suffix_may_match,
+use crate::{
+    directory::walk_directory,
+    maps::{
+        DAEMON_TGID, EVENTS, FORWARD_MATCH, OPEN_SCRATCH, OpenScratch, PENDING_OPENS,
+        REVERSE_MATCH, ReverseKey, add_pending, any_pending, count, prefix_may_match,
+        suffix_may_match,
+    },
 };
 
 /// Offset of the first syscall argument in a `sys_enter_*` record.
@@ -135,7 +139,12 @@ fn try_enter(
     let record = &mut scratch.record;
     fill_arguments(ctx, record, syscall, dfd_at, filename_at);
     fill_match(record, value, path_len, path_flags);
-    keep_pending(pid_tgid, record, counters::OPENS_MATCHED)
+    let dfd = record.dfd;
+    keep_pending(pid_tgid, record, counters::OPENS_MATCHED)?;
+    if path_flags & PATH_RELATIVE != 0 {
+        walk_directory(ctx, pid_tgid, dfd);
+    }
+    Ok(())
 }
 
 /// Reads one 8-byte argument slot of a `sys_enter_*` record.
@@ -439,6 +448,9 @@ fn exit_deferred(pending: &OpenRecord, result: i64) -> Result<(), ()> {
     };
     let (value, path_flags) = match_path(scratch, path_len).ok_or(())?;
     fill_match(&mut scratch.record, value, path_len, path_flags);
+    // NOTE: a relative path read only at exit gets no directory record, because the walk is
+    // a tail call that would end this program before it sends the open record; the daemon
+    // resolves it from /proc instead.
     scratch.record.result = result;
     count(counters::OPENS_MATCHED);
     match EVENTS.output::<OpenRecord>(&scratch.record, 0) {

@@ -319,3 +319,61 @@ fn secret_arguments_are_redacted() {
     assert!(!command_line.contains("hunter2-made-up"), "{command_line}");
     assert!(daemon.stop().success());
 }
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn relative_open_by_exiting_process_is_resolved() {
+    // cat exits right after the open, before the daemon could read /proc/PID/cwd, so this
+    // passes only when the directory is taken in the kernel at the time of the open.
+    let mut daemon = Daemon::start("");
+    let aws = daemon.dir().join("home/.aws");
+    write_file(&aws.join("credentials"), FAKE_AWS);
+
+    let mut pids = Vec::new();
+    for _ in 0..5 {
+        let (pid, status) = run(Command::new("/usr/bin/cat")
+            .arg("credentials")
+            .current_dir(&aws));
+        assert!(status.success());
+        pids.push(pid);
+    }
+    daemon.barrier();
+
+    for pid in pids {
+        let events = daemon.access_events_of(pid);
+        assert_eq!(events.len(), 1, "pid {pid}: {events:#?}");
+        assert_eq!(
+            attribute(&events[0], "file.path"),
+            aws.join("credentials").to_str().unwrap()
+        );
+        assert_eq!(
+            attribute(&events[0], "credwatch.file.requested_path"),
+            "credentials"
+        );
+    }
+    assert!(daemon.stop().success());
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn openat_with_directory_descriptor_is_resolved() {
+    let mut daemon = Daemon::start("");
+    let aws = daemon.dir().join("home/.aws");
+    write_file(&aws.join("credentials"), FAKE_AWS);
+    let script = format!(
+        "import os\nfd = os.open({:?}, os.O_RDONLY | os.O_DIRECTORY)\nos.close(os.open('credentials', os.O_RDONLY, dir_fd=fd))\n",
+        aws.to_str().unwrap()
+    );
+
+    let (pid, status) = run(Command::new("/usr/bin/python3").args(["-c", &script]));
+    assert!(status.success());
+    daemon.barrier();
+
+    let events = daemon.access_events_of(pid);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        attribute(&events[0], "file.path"),
+        aws.join("credentials").to_str().unwrap()
+    );
+    assert!(daemon.stop().success());
+}

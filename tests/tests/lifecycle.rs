@@ -33,11 +33,16 @@ fn ready_file_health_and_sigterm() {
     let status = daemon.stop();
     assert_eq!(status.code(), Some(0));
     assert!(!ready.exists(), "the ready file must be removed at exit");
-    assert_eq!(
-        daemon.health_events("stop").len(),
-        1,
-        "no final health event"
-    );
+    let stop = daemon.health_events("stop");
+    assert_eq!(stop.len(), 1, "no final health event");
+    assert_documented(&start[0]);
+    assert_documented(&stop[0]);
+    let walk = probes
+        .iter()
+        .find(|probe| probe["program"] == "directory_walk")
+        .expect("directory_walk missing");
+    assert_eq!(walk["state"], "attached", "{walk}");
+    assert_eq!(walk["hook"], "tail_call");
 }
 
 #[test]

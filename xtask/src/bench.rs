@@ -361,7 +361,7 @@ fn report(
         text,
         "Machine: {}, {} CPUs; kernel {}.",
         cpu_model(),
-        cpu_count(),
+        cpus,
         kernel_release()
     );
     text

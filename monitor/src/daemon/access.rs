@@ -1,7 +1,7 @@
 //! Turning a matched open into a `credwatch.credential.access` event: resolve the path,
 //! normalise it, match it against the catalogue and attach the process attributes.
 
-use std::os::unix::ffi::OsStrExt as _;
+use std::{os::unix::ffi::OsStrExt as _, path::Path};
 
 use monitor_common::{
     catalogue::MATCH_DEFINITE,
@@ -51,13 +51,15 @@ struct Resolved<'a> {
     kind: Option<PatternKind>,
 }
 
-/// Builds the access event for a matched open, or says why there is none.
+/// Builds the access event for a matched open, or says why there is none. `directory` is the
+/// directory the kernel walked for a relative open, if any.
 pub fn access_event(
     open: &OpenEvent,
+    directory: Option<&Path>,
     process: &ProcessInfo,
     context: &mut Context<'_>,
 ) -> Result<Event, Skipped> {
-    let resolved = resolve(open, context.catalogue)?;
+    let resolved = resolve(open, directory, context.catalogue)?;
 
     let time = context.clock.to_system_time(open.boot_ns);
     let mut event = Event::new(name::CREDENTIAL_ACCESS, Severity::Info, time);
@@ -127,19 +129,33 @@ pub fn set_process_attributes(
     }
 }
 
-fn resolve<'a>(open: &OpenEvent, catalogue: &'a Catalogue) -> Result<Resolved<'a>, Skipped> {
-    // NOTE: the working directory and directory descriptor are read when the record is
-    // processed, not when the process opened the file, so a process that changed directory
-    // or exited in between resolves against the new directory or not at all.
-    let directory;
+fn resolve<'a>(
+    open: &OpenEvent,
+    kernel_directory: Option<&Path>,
+    catalogue: &'a Catalogue,
+) -> Result<Resolved<'a>, Skipped> {
+    // The kernel's walk is taken at the time of the open. `/proc` is only the fallback when
+    // the walk failed, and it is read now, so a process that changed directory or exited in
+    // between resolves against the new directory or not at all.
+    let from_proc;
+    let directory = match kernel_directory {
+        Some(directory) => Some(directory),
+        None if open.path_flags & PATH_RELATIVE == 0 => None,
+        None if open.dfd == AT_FDCWD => {
+            from_proc = procfs::read_cwd(open.pid).ok();
+            from_proc.as_deref()
+        }
+        None => {
+            from_proc = procfs::read_fd_path(open.pid, open.dfd).ok();
+            from_proc.as_deref()
+        }
+    };
     let base = if open.path_flags & PATH_RELATIVE == 0 {
         Base::Absolute
     } else if open.dfd == AT_FDCWD {
-        directory = procfs::read_cwd(open.pid).ok();
-        Base::Cwd(directory.as_deref())
+        Base::Cwd(directory)
     } else {
-        directory = procfs::read_fd_path(open.pid, open.dfd).ok();
-        Base::DirFd(directory.as_deref())
+        Base::DirFd(directory)
     };
     let normalized = normalize(&open.path, base);
 

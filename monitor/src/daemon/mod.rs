@@ -2,6 +2,7 @@
 //! stops cleanly on SIGINT or SIGTERM.
 
 pub mod access;
+pub mod directories;
 pub mod health;
 
 use std::{
@@ -20,6 +21,7 @@ use tokio::{
 
 use self::{
     access::{Context, Skipped, access_event},
+    directories::PendingDirectories,
     health::{DaemonStats, Reason, health_event},
 };
 use crate::{
@@ -79,6 +81,7 @@ pub struct Daemon {
     cgroups: CgroupResolver,
     clock: BootClock,
     stats: DaemonStats,
+    directories: PendingDirectories,
     /// Total drops at the last check, kernel and daemon.
     reported_drops: u64,
 }
@@ -94,6 +97,7 @@ impl Daemon {
             cgroups: CgroupResolver::discover(),
             clock: BootClock::now(),
             stats: DaemonStats::default(),
+            directories: PendingDirectories::default(),
             reported_drops: 0,
         }
     }
@@ -188,11 +192,13 @@ impl Daemon {
 
     fn handle(&mut self, record: Record) {
         match record {
+            Record::Directory(directory) => self.directories.remember(directory),
             Record::Exec(exec) => {
                 self.processes.exec(&exec);
             }
             Record::Exit(exit) => self.processes.exit(exit.pid),
             Record::Open(open) => {
+                let directory = self.directories.take(open.tid);
                 let process = self.processes.get_or_load(open.pid);
                 let mut context = Context {
                     catalogue: &self.catalogue,
@@ -200,7 +206,7 @@ impl Daemon {
                     users: &mut self.users,
                     cgroups: &mut self.cgroups,
                 };
-                match access_event(&open, &process, &mut context) {
+                match access_event(&open, directory.as_deref(), &process, &mut context) {
                     Ok(event) => self.emit(event),
                     Err(Skipped::NotACredential) => self.stats.opens_not_credential += 1,
                     Err(Skipped::Unresolved) => {

@@ -9,6 +9,10 @@ use std::mem::offset_of;
 
 use monitor_common::{
     catalogue::PATH_LEN,
+    directory::{
+        DIRECTORY_FAILED, DIRECTORY_FROM_FD, DIRECTORY_MAX_COMPONENTS, DIRECTORY_SLOT_LEN,
+        DIRECTORY_TRUNCATED, DirectoryRecord,
+    },
     open::{OpenRecord, syscall},
     process::{
         EXEC_ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_FILENAME_LEN, EXEC_TASK_MISSING, ExecRecord,
@@ -107,9 +111,24 @@ pub struct ExitEvent {
     pub boot_ns: u64,
 }
 
+/// The directory of a relative open, walked in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryEvent {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id of the open that follows.
+    pub tid: u32,
+    /// Whether the directory is that of an `openat` descriptor.
+    pub from_fd: bool,
+    /// The absolute directory, or `None` when the walk failed or was cut short.
+    pub path: Option<Vec<u8>>,
+}
+
 /// A decoded record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
+    /// The directory of the next relative open of a thread.
+    Directory(DirectoryEvent),
     /// A matched open.
     Open(OpenEvent),
     /// An exec.
@@ -165,6 +184,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::OPEN => decode_open(bytes).map(Record::Open),
         kind::EXEC => decode_exec(bytes).map(Record::Exec),
         kind::EXIT => decode_exit(bytes).map(Record::Exit),
+        kind::DIRECTORY => decode_directory(bytes).map(Record::Directory),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -260,6 +280,56 @@ fn decode_exit(bytes: &[u8]) -> Result<ExitEvent, DecodeError> {
         pid: read_u32(bytes, offset_of!(ExitRecord, pid)).unwrap_or_default(),
         boot_ns: read_u64(bytes, offset_of!(ExitRecord, boot_ns)).unwrap_or_default(),
     })
+}
+
+fn decode_directory(bytes: &[u8]) -> Result<DirectoryEvent, DecodeError> {
+    check_len(bytes, kind::DIRECTORY, size_of::<DirectoryRecord>())?;
+    let u32_at = |offset| read_u32(bytes, offset).unwrap_or_default();
+    let components = u32_at(offset_of!(DirectoryRecord, components));
+    if components as usize > DIRECTORY_MAX_COMPONENTS {
+        return Err(DecodeError::LengthOutOfRange {
+            field: "components",
+            value: components,
+            max: DIRECTORY_MAX_COMPONENTS,
+        });
+    }
+    let flags = u32_at(offset_of!(DirectoryRecord, flags));
+    let usable = flags & (DIRECTORY_FAILED | DIRECTORY_TRUNCATED) == 0;
+    let path = if usable {
+        Some(directory_path(bytes, components as usize)?)
+    } else {
+        None
+    };
+    Ok(DirectoryEvent {
+        pid: u32_at(offset_of!(DirectoryRecord, pid)),
+        tid: u32_at(offset_of!(DirectoryRecord, tid)),
+        from_fd: flags & DIRECTORY_FROM_FD != 0,
+        path,
+    })
+}
+
+/// Joins the slots, outermost first, into an absolute path.
+fn directory_path(bytes: &[u8], components: usize) -> Result<Vec<u8>, DecodeError> {
+    let lengths = offset_of!(DirectoryRecord, lengths);
+    let names = offset_of!(DirectoryRecord, names);
+    let mut path = Vec::new();
+    for slot in (0..components).rev() {
+        let length = bytes[lengths + slot];
+        if usize::from(length) >= DIRECTORY_SLOT_LEN {
+            return Err(DecodeError::LengthOutOfRange {
+                field: "lengths",
+                value: u32::from(length),
+                max: DIRECTORY_SLOT_LEN - 1,
+            });
+        }
+        let start = names + slot * DIRECTORY_SLOT_LEN;
+        path.push(b'/');
+        path.extend_from_slice(&bytes[start..start + usize::from(length)]);
+    }
+    if path.is_empty() {
+        path.push(b'/');
+    }
+    Ok(path)
 }
 
 fn check_len(bytes: &[u8], kind: u32, expected: usize) -> Result<(), DecodeError> {
@@ -417,10 +487,85 @@ mod tests {
         ));
     }
 
+    /// A directory record with `names` given innermost first.
+    fn directory_bytes(names: &[&[u8]], flags: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8; size_of::<DirectoryRecord>()];
+        put_u32(&mut bytes, 0, kind::DIRECTORY);
+        put_u32(&mut bytes, offset_of!(DirectoryRecord, tid), 77);
+        put_u32(&mut bytes, offset_of!(DirectoryRecord, flags), flags);
+        put_u32(
+            &mut bytes,
+            offset_of!(DirectoryRecord, components),
+            names.len() as u32,
+        );
+        for (slot, name) in names.iter().enumerate() {
+            bytes[offset_of!(DirectoryRecord, lengths) + slot] = name.len() as u8;
+            let start = offset_of!(DirectoryRecord, names) + slot * DIRECTORY_SLOT_LEN;
+            bytes[start..start + name.len()].copy_from_slice(name);
+        }
+        bytes
+    }
+
+    #[test]
+    fn directory_record_joins_names_outermost_first() {
+        let bytes = directory_bytes(&[b".aws", b"alice", b"home"], 0);
+        let Record::Directory(directory) = decode(&bytes).unwrap() else {
+            panic!("expected a directory record");
+        };
+        assert_eq!(directory.tid, 77);
+        assert_eq!(directory.path.as_deref(), Some(&b"/home/alice/.aws"[..]));
+        assert!(!directory.from_fd);
+    }
+
+    #[test]
+    fn directory_without_components_is_root() {
+        let Record::Directory(directory) = decode(&directory_bytes(&[], 0)).unwrap() else {
+            panic!("expected a directory record");
+        };
+        assert_eq!(directory.path.as_deref(), Some(&b"/"[..]));
+    }
+
+    #[test]
+    fn truncated_or_failed_directory_has_no_path() {
+        for flags in [DIRECTORY_TRUNCATED, DIRECTORY_FAILED] {
+            let Record::Directory(directory) = decode(&directory_bytes(&[b"tail"], flags)).unwrap()
+            else {
+                panic!("expected a directory record");
+            };
+            assert_eq!(directory.path, None);
+        }
+    }
+
+    #[test]
+    fn directory_counts_out_of_range_are_rejected() {
+        let mut bytes = directory_bytes(&[b"x"], 0);
+        put_u32(
+            &mut bytes,
+            offset_of!(DirectoryRecord, components),
+            DIRECTORY_MAX_COMPONENTS as u32 + 1,
+        );
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::LengthOutOfRange {
+                field: "components",
+                ..
+            })
+        ));
+        let mut bytes = directory_bytes(&[b"x"], 0);
+        bytes[offset_of!(DirectoryRecord, lengths)] = DIRECTORY_SLOT_LEN as u8;
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::LengthOutOfRange {
+                field: "lengths",
+                ..
+            })
+        ));
+    }
+
     #[test]
     fn random_bytes_never_panic() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
-        for len in [0usize, 3, 4, 16, 100, 336, 1400] {
+        for len in [0usize, 3, 4, 16, 100, 336, 1048, 1400] {
             for _ in 0..200 {
                 let bytes: Vec<u8> = (0..len)
                     .map(|_| {

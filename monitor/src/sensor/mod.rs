@@ -10,7 +10,7 @@ pub mod tracefs;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        MapData, PerCpuArray, RingBuf,
+        MapData, PerCpuArray, ProgramArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{ProgramError, TracePoint},
@@ -30,6 +30,9 @@ static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 /// Programs that return at once, for the benchmark floor.
 static FLOOR_PROGRAMS: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credwatch-floor"));
+
+/// The program the open programs tail-call to walk the directory of a relative open.
+const DIRECTORY_WALK_PROGRAM: &str = "directory_walk";
 
 /// One tracepoint program and whether the daemon can run without it.
 struct ProbeSpec {
@@ -183,7 +186,8 @@ impl Sensor {
             .override_global("MATCH_FILTER", &filter, true)
             .load(PROGRAMS)?;
         load_catalogue(&mut ebpf, &entries)?;
-        let probes = attach_all(&mut ebpf, &tracefs)?;
+        let mut probes = attach_all(&mut ebpf, &tracefs)?;
+        probes.push(load_directory_walk(&mut ebpf, &offsets));
 
         let ring = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, "COUNTERS", PerCpuArray::try_from)?;
@@ -244,6 +248,30 @@ fn resolve_offsets(tracefs: &Tracefs) -> Result<KernelOffsets, SensorError> {
     offsets.task_start_boottime = field("task_struct", "start_boottime");
     offsets.mm_arg_start = field("mm_struct", "arg_start");
     offsets.mm_arg_end = field("mm_struct", "arg_end");
+    let path = |structure: &str, members: &[&str]| match btf.member_path_offset(structure, members)
+    {
+        Ok(offset) => offset,
+        Err(error) => {
+            tracing::warn!(%error, structure, ?members, "kernel field not found in BTF; relative paths will be resolved from /proc instead");
+            monitor_common::offsets::UNKNOWN
+        }
+    };
+    offsets.task_fs = field("task_struct", "fs");
+    offsets.task_files = field("task_struct", "files");
+    offsets.fs_pwd = field("fs_struct", "pwd");
+    offsets.files_fdt = field("files_struct", "fdt");
+    offsets.fdtable_max_fds = field("fdtable", "max_fds");
+    offsets.fdtable_fd = field("fdtable", "fd");
+    offsets.file_path = field("file", "f_path");
+    offsets.path_mnt = field("path", "mnt");
+    offsets.path_dentry = field("path", "dentry");
+    offsets.dentry_parent = field("dentry", "d_parent");
+    offsets.dentry_name = path("dentry", &["d_name", "name"]);
+    offsets.dentry_name_len = path("dentry", &["d_name", "len"]);
+    offsets.vfsmount_root = field("vfsmount", "mnt_root");
+    offsets.mount_mnt = field("mount", "mnt");
+    offsets.mount_parent = field("mount", "mnt_parent");
+    offsets.mount_mountpoint = field("mount", "mnt_mountpoint");
     offsets.exec_filename_loc = tracefs.field_offset("sched", "sched_process_exec", "filename")?;
     offsets.exec_pid = tracefs.field_offset("sched", "sched_process_exec", "pid")?;
     Ok(offsets)
@@ -317,6 +345,52 @@ fn attach_all(ebpf: &mut Ebpf, tracefs: &Tracefs) -> Result<Vec<ProbeStatus>, Se
         }
     }
     Ok(statuses)
+}
+
+/// Loads the directory walk and registers it for the open programs' tail call. Without it
+/// relative opens are resolved from `/proc`, so a failure is reported, not fatal.
+fn load_directory_walk(ebpf: &mut Ebpf, offsets: &KernelOffsets) -> ProbeStatus {
+    let status = |state, detail: Option<String>| ProbeStatus {
+        program: DIRECTORY_WALK_PROGRAM.to_owned(),
+        attach_point: "TAIL_CALLS[0]".to_owned(),
+        hook: "tail_call",
+        state,
+        detail,
+    };
+    if !offsets.can_walk_directories() {
+        let detail =
+            "kernel BTF lacks a field the walk needs; relative paths are resolved from /proc";
+        tracing::warn!(detail, "directory walk disabled");
+        return status("unavailable", Some(detail.to_owned()));
+    }
+    match register_directory_walk(ebpf) {
+        Ok(()) => status("attached", None),
+        Err(error) => {
+            tracing::warn!(%error, "directory walk failed to load; relative paths are resolved from /proc");
+            status("failed", Some(error))
+        }
+    }
+}
+
+fn register_directory_walk(ebpf: &mut Ebpf) -> Result<(), String> {
+    let program = ebpf
+        .program_mut(DIRECTORY_WALK_PROGRAM)
+        .ok_or_else(|| format!("the object has no program {DIRECTORY_WALK_PROGRAM}"))?;
+    let tracepoint: &mut TracePoint = program
+        .try_into()
+        .map_err(|error: ProgramError| error.to_string())?;
+    tracepoint.load().map_err(|error| error.to_string())?;
+    let fd = tracepoint
+        .fd()
+        .map_err(|error| error.to_string())?
+        .try_clone()
+        .map_err(|error| error.to_string())?;
+    let map = ebpf
+        .map_mut("TAIL_CALLS")
+        .ok_or("the object has no map TAIL_CALLS")?;
+    let mut calls: ProgramArray<&mut MapData> =
+        ProgramArray::try_from(map).map_err(|error| error.to_string())?;
+    calls.set(0, &fd, 0).map_err(|error| error.to_string())
 }
 
 fn attach_one(ebpf: &mut Ebpf, probe: &ProbeSpec) -> Result<(), ProgramError> {
