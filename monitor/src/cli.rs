@@ -83,6 +83,9 @@ pub enum Command {
         /// File written once the programs are attached.
         #[arg(long, value_name = "PATH")]
         ready_file: PathBuf,
+        /// Read the openat path in the enter program instead of returning at once.
+        #[arg(long)]
+        read_path: bool,
     },
 }
 
@@ -106,7 +109,10 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Run(args) => run(args),
         Command::Catalogue { config, format } => catalogue(config.as_deref(), format),
         Command::CheckConfig { config } => check_config(&config),
-        Command::Floor { ready_file } => floor(&ready_file),
+        Command::Floor {
+            ready_file,
+            read_path,
+        } => floor(&ready_file, read_path),
     }
 }
 
@@ -222,8 +228,8 @@ fn check_config(path: &Path) -> ExitCode {
     }
 }
 
-fn floor(ready_file: &Path) -> ExitCode {
-    let ebpf = match sensor::start_floor() {
+fn floor(ready_file: &Path, read_path: bool) -> ExitCode {
+    let ebpf = match sensor::start_floor(read_path) {
         Ok(ebpf) => ebpf,
         Err(error) => return report(&error, EXIT_FAILURE),
     };
