@@ -331,7 +331,7 @@ fn report(
     let _ = writeln!(
         text,
         "The loop opens and closes one ordinary file {} times per measurement on CPU 0, in {BATCHES} \
-         batches; a measurement is the time per iteration of its fastest batch, because \
+         batches. A measurement is the time per iteration of its fastest batch, because \
          interrupts and other tenants of a virtual machine only ever slow a batch down. The \
          conditions run interleaved for {} rounds; the table shows the median of each. The added \
          cost of a monitor is its median minus the no-monitor median. The empty programs are \
