@@ -10,7 +10,7 @@
 //! stores one component per fixed slot, from the innermost directory outwards, so that the
 //! verifier tracks a small slot counter instead of a byte position.
 
-/// Components the record holds at most.
+/// Maximum number of components in a record.
 pub const DIRECTORY_MAX_COMPONENTS: usize = 16;
 /// Bytes of a slot; longer names make the record unusable.
 pub const DIRECTORY_SLOT_LEN: usize = 64;

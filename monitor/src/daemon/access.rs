@@ -21,7 +21,7 @@ use crate::{
     workload::cgroup::CgroupResolver,
 };
 
-/// Why an open record produced no event.
+/// Reason an open record produced no event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Skipped {
     /// After resolution and normalisation the path matches no catalogue entry.

@@ -47,7 +47,7 @@ impl OpenSyscall {
 /// A matched open with its result.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenEvent {
-    /// Which system call.
+    /// The system call.
     pub syscall: OpenSyscall,
     /// Process id.
     pub pid: u32,

@@ -95,7 +95,7 @@ const PROBES: &[ProbeSpec] = &[
     },
 ];
 
-/// How one probe ended up after start-up, reported in the health event.
+/// State of one probe after start-up, reported in the health event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeStatus {
     /// Program name.
@@ -106,7 +106,7 @@ pub struct ProbeStatus {
     pub hook: &'static str,
     /// `attached`, `unavailable` (the kernel lacks the tracepoint) or `failed`.
     pub state: &'static str,
-    /// Why it is not attached.
+    /// Reason it is not attached.
     pub detail: Option<String>,
 }
 
@@ -163,7 +163,7 @@ pub struct Sensor {
     pub ring: RingBuf<MapData>,
     /// Per-CPU counters.
     pub counters: PerCpuArray<MapData, u64>,
-    /// What happened to each probe.
+    /// State of each probe.
     pub probes: Vec<ProbeStatus>,
     /// Whether tracefs had to be mounted.
     pub mounted_tracefs: bool,
@@ -217,7 +217,7 @@ pub fn start_floor(read_path: bool) -> Result<Ebpf, SensorError> {
         })?;
     }
     for syscall in ["open", "openat", "openat2"] {
-        // The path-reading program knows the openat argument layout only.
+        // The path-reading program reads the openat argument layout only.
         let enter = if read_path && syscall == "openat" {
             "floor_read_enter"
         } else {
