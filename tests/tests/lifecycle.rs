@@ -111,3 +111,36 @@ fn missing_config_file_is_named() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/credwatch.yaml"), "{stderr}");
 }
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn sighup_reopens_rotated_event_file() {
+    let mut daemon = Daemon::start("");
+    let events = daemon.dir().join("events.jsonl");
+    let rotated = daemon.dir().join("events.jsonl.1");
+    fs::rename(&events, &rotated).unwrap();
+
+    daemon.signal(libc::SIGHUP);
+    // The barrier's event can only be found once the daemon writes to the new file.
+    daemon.barrier();
+
+    assert!(events.exists(), "SIGHUP must create a new event file");
+    let old = fs::read_to_string(&rotated).unwrap();
+    assert!(
+        old.contains("\"credwatch.health.reason\":\"start\""),
+        "the start event stays in the rotated file"
+    );
+    assert_eq!(daemon.stop().code(), Some(0));
+}
+
+#[test]
+#[ignore = "needs the release binary; run with `cargo xtask test`"]
+fn unknown_log_level_is_rejected() {
+    let output = Command::new(credwatch_binary())
+        .args(["--log-level", "verbose", "catalogue"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("verbose"), "{stderr}");
+}

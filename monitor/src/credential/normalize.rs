@@ -95,15 +95,16 @@ fn clean(path: &[u8]) -> PathBuf {
             b".." => pop_parent(&mut segments, absolute),
             _ => segments.push(segment),
         }
+        // The kernel follows the `/var/run` link as soon as it reaches it, so a later `..`
+        // climbs out of `/run`, not out of `/var/run`.
+        if absolute {
+            rewrite_var_run(&mut segments);
+        }
     }
 
     // The atomic-writer segments are dropped only after `..` is applied. `..data` links to
     // a sibling directory, so `<volume>/..data/../x` really is `<volume>/x`.
     segments.retain(|segment| !is_atomic_writer_segment(segment));
-
-    if absolute {
-        rewrite_var_run(&mut segments);
-    }
 
     assemble(absolute, &segments)
 }
@@ -155,7 +156,7 @@ fn is_atomic_writer_timestamp(segment: &[u8]) -> bool {
 /// Rewrites `/var/run` and paths below it to `/run`, the target of the compatibility symlink
 /// that FHS 3.0 allows.
 fn rewrite_var_run(segments: &mut Vec<&[u8]>) {
-    if segments.len() >= 2 && segments[0] == b"var" && segments[1] == b"run" {
+    if segments.len() == 2 && segments[0] == b"var" && segments[1] == b"run" {
         segments.remove(0);
     }
 }
@@ -390,6 +391,9 @@ mod tests {
         assert_absolute_cases(&[
             ("/var/run", "/run"),
             ("/var/run/", "/run"),
+            ("/var/run/../tmp/x", "/tmp/x"),
+            ("/var/run/foo/../../etc/x", "/etc/x"),
+            ("/var/lib/../run/x", "/run/x"),
             ("/var/run/docker.sock", "/run/docker.sock"),
             ("/var/lib/../run/x", "/run/x"),
             ("//var//./run/secrets", "/run/secrets"),

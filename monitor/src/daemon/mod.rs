@@ -53,6 +53,9 @@ pub enum DaemonError {
     /// The ring buffer could not be polled.
     #[error("failed to poll the eBPF ring buffer")]
     Poll(#[source] io::Error),
+    /// The reader of the event output went away.
+    #[error("the event output {0} was closed by its reader; no further events can be written")]
+    OutputClosed(String),
     /// The ready file could not be written.
     #[error("failed to write the ready file {path}")]
     ReadyFile {
@@ -82,6 +85,8 @@ pub struct Daemon {
     clock: BootClock,
     stats: DaemonStats,
     directories: PendingDirectories,
+    /// Set when the event output was closed by its reader.
+    output_closed: bool,
     /// Total drops at the last check, kernel and daemon.
     reported_drops: u64,
 }
@@ -98,6 +103,7 @@ impl Daemon {
             clock: BootClock::now(),
             stats: DaemonStats::default(),
             directories: PendingDirectories::default(),
+            output_closed: false,
             reported_drops: 0,
         }
     }
@@ -115,6 +121,7 @@ impl Daemon {
         let mut sigterm = install(SignalKind::terminate(), "SIGTERM")?;
         let mut sigint = install(SignalKind::interrupt(), "SIGINT")?;
         let mut sigusr1 = install(SignalKind::user_defined1(), "SIGUSR1")?;
+        let mut sighup = install(SignalKind::hangup(), "SIGHUP")?;
         // SAFETY: the ring buffer owns its map file descriptor, which stays open and refers to
         // the same map until the AsyncFd that owns the ring buffer is dropped.
         let registered = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) };
@@ -150,6 +157,9 @@ impl Daemon {
         report.tick().await;
 
         let stop_signal = loop {
+            if self.output_closed {
+                break "closed output";
+            }
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(DaemonError::Poll)?;
@@ -160,6 +170,7 @@ impl Daemon {
                 _ = drop_check.tick() => self.check_drops(&Counters::read(&counters)),
                 _ = report.tick(), if !report_every.is_zero() => self.report(Reason::Interval, &counters),
                 _ = sigusr1.recv() => self.report(Reason::Requested, &counters),
+                _ = sighup.recv() => self.reopen(),
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = sigint.recv() => break "SIGINT",
             }
@@ -174,6 +185,9 @@ impl Daemon {
             let _ = fs::remove_file(path);
         }
         tracing::info!(events = self.stats.events_written, "stopped");
+        if self.output_closed {
+            return Err(DaemonError::OutputClosed(self.sink.target().to_owned()));
+        }
         Ok(())
     }
 
@@ -222,9 +236,14 @@ impl Daemon {
     }
 
     fn emit(&mut self, event: Event) {
+        if self.output_closed {
+            self.stats.events_failed += 1;
+            return;
+        }
         match self.sink.write(&event) {
             Ok(()) => self.stats.events_written += 1,
             Err(error) => {
+                self.output_closed = error.is_closed_output();
                 self.stats.events_failed += 1;
                 tracing::error!(error = %error, source = ?std::error::Error::source(&error), event = event.name, "failed to write an event");
             }
@@ -232,8 +251,25 @@ impl Daemon {
     }
 
     fn flush(&mut self) {
+        if self.output_closed {
+            return;
+        }
         if let Err(error) = self.sink.flush() {
+            self.output_closed = error.is_closed_output();
             tracing::error!(error = %error, source = ?std::error::Error::source(&error), "failed to flush events");
+        }
+    }
+
+    /// Reopens the event file after SIGHUP, for log rotation.
+    fn reopen(&mut self) {
+        match self.sink.reopen() {
+            Ok(()) => tracing::info!(
+                target = self.sink.target(),
+                "reopened the event output after SIGHUP"
+            ),
+            Err(error) => {
+                tracing::error!(error = %error, source = ?std::error::Error::source(&error), "failed to reopen the event output; events go to the old file")
+            }
         }
     }
 

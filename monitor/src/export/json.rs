@@ -34,10 +34,23 @@ pub enum ExportError {
     },
 }
 
+impl ExportError {
+    /// Whether the reader of the output went away (a closed pipe), so no later write can
+    /// succeed either.
+    pub fn is_closed_output(&self) -> bool {
+        match self {
+            Self::Write { source, .. } => source.kind() == io::ErrorKind::BrokenPipe,
+            Self::Open { .. } => false,
+        }
+    }
+}
+
 /// Writes events as JSON lines. Output is buffered; [`JsonLinesSink::flush`] is called after
 /// every batch read from the ring buffer and at shutdown.
 pub struct JsonLinesSink {
     target: String,
+    /// The file, for sinks that write to one; `None` for standard output.
+    path: Option<PathBuf>,
     writer: BufWriter<Box<dyn Write + Send>>,
     resource: Resource,
 }
@@ -59,19 +72,35 @@ impl JsonLinesSink {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(Self::new(
-            path.display().to_string(),
-            Box::new(file),
-            resource,
-        ))
+        let mut sink = Self::new(path.display().to_string(), Box::new(file), resource);
+        sink.path = Some(path.to_path_buf());
+        Ok(sink)
     }
 
     fn new(target: String, writer: Box<dyn Write + Send>, resource: Resource) -> Self {
         Self {
             target,
+            path: None,
             writer: BufWriter::new(writer),
             resource,
         }
+    }
+
+    /// Flushes and opens the file again by name, so that a rotated file (renamed by
+    /// logrotate) is replaced by a new one. Standard output is only flushed.
+    pub fn reopen(&mut self) -> Result<(), ExportError> {
+        self.flush()?;
+        let Some(path) = self.path.clone() else {
+            return Ok(());
+        };
+        let reopened = Self::file(&path, self.resource.clone())?;
+        self.writer = reopened.writer;
+        Ok(())
+    }
+
+    /// Where events go: `stdout` or the file path.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// Writes one event.
@@ -124,6 +153,28 @@ mod tests {
         assert_eq!(value["attributes"]["process.pid"], 42);
         assert_eq!(value["resource"]["service.name"], "credwatch");
         assert_eq!(value["severity_number"], 9);
+    }
+
+    #[test]
+    fn reopen_follows_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let rotated = dir.path().join("events.jsonl.1");
+        let mut sink = JsonLinesSink::file(&path, Resource::detect()).unwrap();
+        let event = Event::new("credwatch.credential.access", Severity::Info, UNIX_EPOCH);
+        sink.write(&event).unwrap();
+        sink.flush().unwrap();
+
+        std::fs::rename(&path, &rotated).unwrap();
+        sink.reopen().unwrap();
+        sink.write(&event).unwrap();
+        sink.flush().unwrap();
+
+        assert_eq!(
+            std::fs::read_to_string(&rotated).unwrap().lines().count(),
+            1
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
     }
 
     #[test]
