@@ -25,5 +25,9 @@ pub const OPENS_CANDIDATE: u32 = 7;
 /// kernel had faulted it in.
 pub const PATH_READ_DEFERRED: u32 = 8;
 
+/// Paths of 255 bytes or more that matched nothing. Their end was cut, so a suffix or
+/// basename entry could not be checked.
+pub const PATH_TOO_LONG: u32 = 9;
+
 /// Number of slots in the `COUNTERS` array.
-pub const COUNT: u32 = 9;
+pub const COUNT: u32 = 10;

@@ -134,6 +134,11 @@ fn try_enter(
         return keep_pending(pid_tgid, record, counters::PATH_READ_DEFERRED);
     };
     let Some((value, path_flags)) = match_path(scratch, path_len) else {
+        // NOTE: the end of a path longer than PATH_LEN is never read, so suffix and basename
+        // entries cannot match it; such opens are only counted.
+        if path_len >= PATH_LEN - 1 {
+            count(counters::PATH_TOO_LONG);
+        }
         return Ok(());
     };
     let record = &mut scratch.record;

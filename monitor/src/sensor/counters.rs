@@ -20,6 +20,8 @@ pub struct Counters {
     pub path_read_failed: u64,
     /// Opens whose path was read at exit because it was not resident at entry.
     pub path_read_deferred: u64,
+    /// Paths of 255 bytes or more that matched nothing.
+    pub path_too_long: u64,
     /// Matched opens lost because the in-flight map was full.
     pub pending_full: u64,
     /// Execs whose arguments or parent could not be read.
@@ -44,6 +46,7 @@ impl Counters {
             ringbuf_full: sum(index::RINGBUF_FULL),
             path_read_failed: sum(index::PATH_READ_FAILED),
             path_read_deferred: sum(index::PATH_READ_DEFERRED),
+            path_too_long: sum(index::PATH_TOO_LONG),
             pending_full: sum(index::PENDING_FULL),
             exec_read_failed: sum(index::EXEC_READ_FAILED),
         }
@@ -55,7 +58,7 @@ impl Counters {
     }
 
     /// Name and value of every counter, in a stable order, for the health event.
-    pub fn fields(&self) -> [(&'static str, u64); 9] {
+    pub fn fields(&self) -> [(&'static str, u64); 10] {
         [
             ("opens_seen", self.opens_seen),
             ("opens_matched", self.opens_matched),
@@ -64,6 +67,7 @@ impl Counters {
             ("ringbuf_full", self.ringbuf_full),
             ("path_read_failed", self.path_read_failed),
             ("path_read_deferred", self.path_read_deferred),
+            ("path_too_long", self.path_too_long),
             ("pending_full", self.pending_full),
             ("exec_read_failed", self.exec_read_failed),
         ]

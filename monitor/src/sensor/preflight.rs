@@ -19,8 +19,8 @@ pub enum PreflightError {
     /// Capabilities are missing.
     #[error(
         "credwatch needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to load eBPF programs, but \
-         the process has {held}; run it as root, or grant the capabilities, e.g. \
-         `setcap cap_bpf,cap_perfmon,cap_sys_admin+ep $(which credwatch)`"
+         the process has {held}; run it as root (user id 0 also needs read access to tracefs, \
+         which is mode 0700 on most hosts)"
     )]
     MissingCapabilities {
         /// Capabilities held, as a readable list.
