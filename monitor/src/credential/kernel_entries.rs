@@ -94,8 +94,8 @@ pub fn kernel_entries(catalogue: &Catalogue) -> KernelEntries {
 }
 
 impl KernelEntries {
-    /// The filters that let the programs skip lookups: each is in use only when every key of
-    /// its trie is long enough to be hashed.
+    /// Builds the filters that let the programs skip lookups. Each is in use only when every
+    /// key of its trie is long enough to be hashed.
     pub fn filter(&self) -> MatchFilter {
         let mut filter = MatchFilter::pass_all();
         if self
@@ -128,7 +128,7 @@ impl KernelEntries {
     }
 }
 
-/// The first `len` bytes of a key as a little-endian integer, as the programs load them.
+/// Returns the first `len` bytes of a key as a little-endian integer, as the programs load them.
 pub fn filter_value(bytes: &[u8], len: usize) -> u64 {
     let mut word = [0u8; 8];
     word[..len].copy_from_slice(&bytes[..len]);
@@ -153,7 +153,7 @@ fn reversed(bytes: &[u8]) -> Vec<u8> {
     bytes.iter().rev().copied().collect()
 }
 
-/// The reversed form of `/name`, which matches `name` as the last component.
+/// Returns the reversed form of `/name`, which matches `name` as the last component.
 fn reversed_basename(name: &str) -> Vec<u8> {
     let mut key = reversed(name.as_bytes());
     key.push(b'/');

@@ -51,7 +51,7 @@ struct Resolved<'a> {
     kind: Option<PatternKind>,
 }
 
-/// Builds the access event for a matched open, or says why there is none. `directory` is the
+/// Builds the access event for a matched open, or returns why there is none. `directory` is the
 /// directory the kernel walked for a relative open, if any.
 pub fn access_event(
     open: &OpenEvent,

@@ -4,8 +4,8 @@ use std::{collections::HashMap, ffi::OsStr, os::unix::ffi::OsStrExt as _, path::
 
 use crate::sensor::decode::DirectoryEvent;
 
-/// Entries kept at most. A directory record whose open record was lost stays until then; the
-/// map is cleared when it is full, which only sends later opens of those threads to `/proc`.
+/// Maximum number of entries. A directory record whose open record was lost stays until the
+/// map is full and cleared, which only sends later opens of those threads to `/proc`.
 const MAX_PENDING: usize = 4096;
 
 /// Directories waiting for the open record of their thread.
