@@ -182,6 +182,7 @@ fn catalogue(config: Option<&Path>, format: Format) -> ExitCode {
                         "id": entry.id,
                         "type": entry.credential_type,
                         "builtin": entry.builtin,
+                        "description": entry.description,
                         "paths": entry.paths,
                         "directories": entry.directories,
                         "suffixes": entry.suffixes,
@@ -192,26 +193,37 @@ fn catalogue(config: Option<&Path>, format: Format) -> ExitCode {
             println!("{}", serde_json::Value::Array(entries));
         }
         Format::Text => {
-            println!("{:<34} {:<34} PATTERNS", "ID", "TYPE");
             for entry in catalogue.entries() {
-                let patterns: Vec<&str> = entry
-                    .paths
-                    .iter()
-                    .chain(&entry.directories)
-                    .chain(&entry.suffixes)
-                    .chain(&entry.basenames)
-                    .map(String::as_str)
-                    .collect();
-                println!(
-                    "{:<34} {:<34} {}",
-                    entry.id,
-                    entry.credential_type,
-                    patterns.join(" ")
-                );
+                print_entry(entry);
             }
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Prints one entry as a block: id and type, description, then one line per pattern kind.
+fn print_entry(entry: &crate::credential::catalogue::Entry) {
+    let origin = if entry.builtin {
+        "built-in"
+    } else {
+        "configured"
+    };
+    println!("{} ({}, type {})", entry.id, origin, entry.credential_type);
+    if let Some(description) = &entry.description {
+        println!("  {description}");
+    }
+    let kinds = [
+        ("paths", &entry.paths),
+        ("directories", &entry.directories),
+        ("suffixes", &entry.suffixes),
+        ("basenames", &entry.basenames),
+    ];
+    for (kind, patterns) in kinds {
+        if !patterns.is_empty() {
+            println!("  {kind:<12} {}", patterns.join(" "));
+        }
+    }
+    println!();
 }
 
 fn check_config(path: &Path) -> ExitCode {

@@ -377,3 +377,26 @@ fn openat_with_directory_descriptor_is_resolved() {
     );
     assert!(daemon.stop().success());
 }
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn long_command_line_is_marked_truncated() {
+    let mut daemon = Daemon::start("");
+    let credentials = daemon.dir().join("home/.aws/credentials");
+    write_file(&credentials, FAKE_AWS);
+    let script = format!("open({:?}).read()", credentials.to_str().unwrap());
+    let padding = "x".repeat(1200);
+
+    let (pid, _) = run(Command::new("/usr/bin/python3").args(["-c", &script, &padding]));
+    daemon.barrier();
+
+    let events = daemon.access_events_of(pid);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        events[0]["attributes"]["credwatch.process.command_line.truncated"],
+        true
+    );
+    assert!(attribute(&events[0], "process.command_line").len() < 1100);
+    assert_documented(&events[0]);
+    assert!(daemon.stop().success());
+}

@@ -61,6 +61,8 @@ pub struct Entry {
     pub credential_type: String,
     /// Whether the entry comes from the built-in catalogue.
     pub builtin: bool,
+    /// Free text from the catalogue, if any.
+    pub description: Option<String>,
     /// Exact paths.
     pub paths: Vec<String>,
     /// Directories, each ending in `/`.
@@ -316,6 +318,7 @@ fn validate_entry(spec: &EntrySpec, builtin: bool, key: &str) -> Result<Entry, C
         id: spec.id.clone(),
         credential_type: spec.credential_type.clone(),
         builtin,
+        description: spec.description.clone(),
         paths,
         directories,
         suffixes,

@@ -112,6 +112,10 @@ pub fn set_process_attributes(
         )
         .set_some("process.executable.name", process.executable_name())
         .set_some("process.command_line", process.command_line.clone())
+        .set_some(
+            "credwatch.process.command_line.truncated",
+            process.command_line_truncated.then_some(true),
+        )
         .set("process.user.id", uid)
         .set_some(
             "process.user.name",

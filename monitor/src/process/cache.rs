@@ -30,6 +30,8 @@ pub struct ProcessInfo {
     pub executable: Option<PathBuf>,
     /// Command line with secret-looking arguments redacted.
     pub command_line: Option<String>,
+    /// Whether the kernel cut the arguments at its 1,023-byte limit.
+    pub command_line_truncated: bool,
     /// Process start time, nanoseconds since boot.
     pub start_boot_ns: Option<u64>,
 }
@@ -104,6 +106,7 @@ impl ProcessCache {
             ppid,
             executable,
             command_line,
+            command_line_truncated: event.args_truncated,
             start_boot_ns: event.start_boot_ns,
         });
         self.insert(event.pid, Arc::clone(&info));
@@ -172,6 +175,7 @@ impl ProcessCache {
             command_line: procfs::read_cmdline(pid)
                 .ok()
                 .map(|raw| redacted_command_line(&raw)),
+            command_line_truncated: false,
             start_boot_ns: Some(start_ns),
         })
     }
