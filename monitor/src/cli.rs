@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::{
     config::{Config, ConfigError},
     credential::catalogue::Catalogue,
-    daemon::{Daemon, RunOptions},
+    daemon::{Daemon, RunOptions, Signals},
     export::{JsonLinesSink, Resource},
     sensor::{self, Sensor},
 };
@@ -146,10 +146,6 @@ fn run(args: RunArgs) -> ExitCode {
         None => JsonLinesSink::stdout(resource),
     };
 
-    let sensor = match Sensor::start(&catalogue, std::process::id()) {
-        Ok(sensor) => sensor,
-        Err(error) => return report(&error, EXIT_FAILURE),
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -157,11 +153,22 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return report(&error, EXIT_FAILURE),
     };
+    let signals = {
+        let _context = runtime.enter();
+        match Signals::install() {
+            Ok(signals) => signals,
+            Err(error) => return report(&error, EXIT_FAILURE),
+        }
+    };
+    let sensor = match Sensor::start(&catalogue, std::process::id()) {
+        Ok(sensor) => sensor,
+        Err(error) => return report(&error, EXIT_FAILURE),
+    };
     let options = RunOptions {
         ready_file: args.ready_file,
         health: config.health,
     };
-    match runtime.block_on(Daemon::new(catalogue, sink).run(sensor, options)) {
+    match runtime.block_on(Daemon::new(catalogue, sink).run(sensor, signals, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error, EXIT_FAILURE),
     }

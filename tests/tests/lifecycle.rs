@@ -144,3 +144,29 @@ fn unknown_log_level_is_rejected() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("verbose"), "{stderr}");
 }
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn sigterm_during_start_exits_zero() {
+    let dir = scratch_dir();
+    let mut child = Command::new(credwatch_binary())
+        .args(["run", "--json-file"])
+        .arg(dir.path().join("events.jsonl"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Loading and attaching takes about a second, so this signal arrives during start-up.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: kill only signals the child this test started.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let events = fs::read_to_string(dir.path().join("events.jsonl")).unwrap_or_default();
+    assert!(
+        events.contains("\"credwatch.health.reason\":\"stop\""),
+        "{events}"
+    );
+}

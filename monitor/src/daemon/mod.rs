@@ -110,7 +110,12 @@ impl Daemon {
 
     /// Runs until SIGINT or SIGTERM, then drains the ring buffer, writes a final health event,
     /// flushes and returns. The sensor's programs are detached when it is dropped.
-    pub async fn run(mut self, sensor: Sensor, options: RunOptions) -> Result<(), DaemonError> {
+    pub async fn run(
+        mut self,
+        sensor: Sensor,
+        signals: Signals,
+        options: RunOptions,
+    ) -> Result<(), DaemonError> {
         let Sensor {
             ring,
             counters,
@@ -118,10 +123,12 @@ impl Daemon {
             ebpf,
             ..
         } = sensor;
-        let mut sigterm = install(SignalKind::terminate(), "SIGTERM")?;
-        let mut sigint = install(SignalKind::interrupt(), "SIGINT")?;
-        let mut sigusr1 = install(SignalKind::user_defined1(), "SIGUSR1")?;
-        let mut sighup = install(SignalKind::hangup(), "SIGHUP")?;
+        let Signals {
+            mut sigterm,
+            mut sigint,
+            mut sigusr1,
+            mut sighup,
+        } = signals;
         // SAFETY: the ring buffer owns its map file descriptor, which stays open and refers to
         // the same map until the AsyncFd that owns the ring buffer is dropped.
         let registered = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) };
@@ -300,6 +307,27 @@ impl Daemon {
         let kernel = Counters::read(counters);
         self.emit(health_event(reason, &kernel, &self.stats, None, None));
         self.flush();
+    }
+}
+
+/// The signals the daemon handles, installed before the probes load so that SIGTERM or SIGINT
+/// during start-up leads to a clean stop instead of the default termination.
+pub struct Signals {
+    sigterm: tokio::signal::unix::Signal,
+    sigint: tokio::signal::unix::Signal,
+    sigusr1: tokio::signal::unix::Signal,
+    sighup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers. Must be called inside a tokio runtime context.
+    pub fn install() -> Result<Self, DaemonError> {
+        Ok(Self {
+            sigterm: install(SignalKind::terminate(), "SIGTERM")?,
+            sigint: install(SignalKind::interrupt(), "SIGINT")?,
+            sigusr1: install(SignalKind::user_defined1(), "SIGUSR1")?,
+            sighup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
     }
 }
 
