@@ -158,10 +158,8 @@ fn sigterm_during_start_exits_zero() {
     // Loading and attaching takes about a second, so this signal arrives during start-up.
     std::thread::sleep(std::time::Duration::from_millis(200));
     // SAFETY: kill only signals the child this test started.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     let events = fs::read_to_string(dir.path().join("events.jsonl")).unwrap_or_default();
