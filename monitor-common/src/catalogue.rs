@@ -13,7 +13,7 @@
 /// 256 bytes; longer paths are truncated and flagged with [`crate::open::PATH_TRUNCATED`].
 pub const PATH_LEN: usize = 256;
 
-/// Bytes at the end of a path that the reverse trie sees. Suffix and basename entries must be
+/// Bytes at the end of a path that the reverse trie matches. Suffix and basename entries must be
 /// shorter than this.
 pub const REVERSE_LEN: usize = 64;
 

@@ -1,8 +1,8 @@
 //! The directory a relative open starts from, walked in the kernel at the time of the open.
 //!
 //! The walk follows `dentry->d_parent` up to the root of each mount and crosses to the parent
-//! mount at a mount point, as the kernel's own `d_path` does, so the result is the path as the
-//! process sees it (inside a container, relative to the container's root mount). Field offsets
+//! mount at a mount point, as the kernel's own `d_path` does, so the result is the path in the
+//! process's view (inside a container, relative to the container's root mount). Field offsets
 //! come from the daemon's BTF reading (`KernelOffsets`); every address is read with
 //! `bpf_probe_read_kernel`, which fails instead of faulting on a stale pointer.
 //!
@@ -35,7 +35,7 @@ pub const DIRECTORY_WALK: u32 = 0;
 /// verifier checks this many steps, not the whole walk, which keeps it far below its limits.
 const STEPS_PER_CALL: u32 = 3;
 
-/// Per-CPU state of a walk in progress: the record being built and where the walk stands.
+/// Per-CPU state of a walk in progress: the record being built and the current position.
 #[repr(C)]
 pub struct DirectoryScratch {
     pub record: DirectoryRecord,
@@ -63,7 +63,7 @@ pub fn walk_directory(ctx: &TracePointContext, pid_tgid: u64, dfd: i32) {
     scratch.record.tid = pid_tgid as u32;
     scratch.record.dfd = dfd;
     scratch.steps = 0;
-    // SAFETY: the context is this program's own, and the map holds programs of the same type.
+    // SAFETY: the context is this program's own, and the map contains programs of the same type.
     unsafe { TAIL_CALLS.tail_call(ctx, DIRECTORY_WALK) };
 }
 
@@ -97,7 +97,7 @@ pub fn directory_walk(ctx: TracePointContext) -> u32 {
     }
     scratch.steps += STEPS_PER_CALL;
     if scratch.steps < DIRECTORY_MAX_STEPS as u32 {
-        // SAFETY: the context is this program's own, and the map holds this program.
+        // SAFETY: the context is this program's own, and the map contains this program.
         unsafe { TAIL_CALLS.tail_call(&ctx, DIRECTORY_WALK) };
     }
     // Out of steps, or the kernel's tail-call limit was reached.
@@ -149,7 +149,7 @@ fn read_u32(base: u64, offset: u32) -> Option<u32> {
     unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const u32) }.ok()
 }
 
-/// The mount and dentry of the working directory, or of descriptor `dfd`.
+/// Returns the mount and dentry of the working directory, or of descriptor `dfd`.
 #[inline(always)]
 fn start_of(offsets: &KernelOffsets, dfd: i32) -> Option<(u64, u64)> {
     if !offsets.can_walk_directories() {

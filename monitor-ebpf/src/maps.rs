@@ -32,7 +32,7 @@ pub static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::un
 #[unsafe(no_mangle)]
 pub static MATCH_FILTER: MatchFilter = MatchFilter::pass_all();
 
-/// Whether the prefix filter lets `value` through to the forward lookup.
+/// Returns whether the prefix filter lets `value` through to the forward lookup.
 #[inline(always)]
 pub fn prefix_may_match(value: u64) -> bool {
     filter_word_bit(
@@ -42,7 +42,7 @@ pub fn prefix_may_match(value: u64) -> bool {
     )
 }
 
-/// Whether the suffix filter lets `value` through to the reverse lookup.
+/// Returns whether the suffix filter lets `value` through to the reverse lookup.
 #[inline(always)]
 pub fn suffix_may_match(value: u64) -> bool {
     filter_word_bit(
@@ -131,7 +131,7 @@ pub struct ReverseKey {
 }
 
 impl ReverseKey {
-    /// The trie key view of `prefix_bits` and `data`.
+    /// Returns `prefix_bits` and `data` viewed as the trie key.
     #[inline(always)]
     pub fn as_lpm_key(&self) -> &Key<[u8; REVERSE_LEN]> {
         // SAFETY: `prefix_bits` is directly followed by REVERSE_LEN bytes of `data` (repr(C),
@@ -169,7 +169,7 @@ pub fn add_pending(delta: i64) {
     }
 }
 
-/// Whether any open is pending.
+/// Returns whether any open is pending.
 #[inline(always)]
 pub fn any_pending() -> bool {
     match PENDING_COUNT.get_ptr(0) {

@@ -5,7 +5,7 @@
 //! every argument as an 8-byte slot from offset 16; the exit record has the return value at
 //! offset 16. These tracepoints were chosen over fentry on `do_sys_openat2` or an LSM
 //! `file_open` hook because they load on every kernel with tracing, including ones that deny
-//! fentry and LSM programs; they see the path as the process passed it, which the daemon
+//! fentry and LSM programs. They carry the path as the process passed it, which the daemon
 //! resolves and normalises.
 //!
 //! The enter program reads the path and matches it against the catalogue tries. An open that
@@ -118,8 +118,8 @@ fn try_enter(
     count(counters::OPENS_SEEN);
 
     let scratch = OPEN_SCRATCH.get_ptr_mut(0).ok_or(())?;
-    // SAFETY: the pointer comes from a successful per-CPU array lookup; it stays valid for the
-    // whole program run and no other program runs on this CPU meanwhile.
+    // SAFETY: the pointer comes from a successful per-CPU array lookup, so it stays valid for
+    // the whole program run. No other program runs on this CPU meanwhile.
     let scratch = unsafe { &mut *scratch };
     let filename = read_arg(ctx, filename_at);
 
@@ -214,7 +214,7 @@ fn match_path(scratch: &mut OpenScratch, path_len: usize) -> Option<(MatchValue,
     let path_flags = path_flags(&scratch.record.path, path_len);
     if value.flags & MATCH_CANDIDATE != 0 {
         // A bare name such as `token` or `credentials` only hints at a credential when the
-        // path still needs resolving; an absolute canonical path was already checked in full.
+        // path still needs resolving, because an absolute canonical path was checked in full.
         let needs_resolving = path_flags & (PATH_RELATIVE | PATH_NON_CANONICAL) != 0;
         if !needs_resolving {
             return None;
@@ -263,9 +263,9 @@ fn read_path(filename: *const u8, buffer: &mut [u8; PATH_LEN]) -> Result<usize, 
     Ok((read - 1) as usize)
 }
 
-/// Whether the first bytes of the path pass the prefix filter. Every forward key is at least
-/// PREFIX_FILTER_LEN bytes long when the filter is in use, so a path whose string and NUL are
-/// shorter cannot match; its later bytes are stale, so it must not be hashed.
+/// Returns whether the first bytes of the path pass the prefix filter. Every forward key is at
+/// least PREFIX_FILTER_LEN bytes long when the filter is in use, so a shorter path (string and
+/// NUL) cannot match. Its later bytes are stale from an earlier open, so it is not hashed.
 #[inline(always)]
 fn may_match_forward(record: &OpenRecord, path_len: usize) -> bool {
     if path_len + 1 < PREFIX_FILTER_LEN {
@@ -345,7 +345,7 @@ fn lookup_reverse(
     REVERSE_MATCH.get(key.as_lpm_key()).copied()
 }
 
-/// The eight bytes starting `low_shift / 8` bytes into word `index`, in reverse order.
+/// Returns the eight bytes starting `low_shift / 8` bytes into word `index`, in reverse order.
 #[inline(always)]
 fn reversed_chunk(words: *const u64, index: usize, low_shift: u32) -> u64 {
     // SAFETY: callers pass an `index` of at most 31 + 7, so the words at `index` and

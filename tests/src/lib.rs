@@ -32,7 +32,7 @@ pub fn credwatch_binary() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/credwatch")
 }
 
-/// A temporary directory that other users can traverse, removed on drop.
+/// Creates a temporary directory that other users can traverse, removed on drop.
 pub fn scratch_dir() -> TempDir {
     let dir = tempfile::Builder::new()
         .prefix("credwatch-test-")
@@ -125,27 +125,27 @@ impl Daemon {
         }
     }
 
-    /// The daemon's pid.
+    /// Returns the daemon's pid.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// The ready file.
+    /// Returns the ready file.
     pub fn ready_file(&self) -> &Path {
         &self.ready
     }
 
-    /// A directory the test may use; removed with the daemon.
+    /// Returns a directory the test may use, removed with the daemon.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    /// The daemon's standard error so far.
+    /// Returns the daemon's standard error so far.
     pub fn stderr_text(&self) -> String {
         fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    /// Every event written so far.
+    /// Returns every event written so far.
     pub fn events(&self) -> Vec<Value> {
         let text = fs::read_to_string(&self.events).unwrap_or_default();
         text.lines()
@@ -262,7 +262,7 @@ impl Drop for Daemon {
     }
 }
 
-/// A number unique within this test process.
+/// Returns a number unique within this test process.
 pub fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -281,7 +281,7 @@ pub fn run(command: &mut Command) -> (u32, ExitStatus) {
     (pid, status)
 }
 
-/// The attribute `key` of an event, as a string.
+/// Returns the attribute `key` of an event, as a string.
 pub fn attribute<'a>(event: &'a Value, key: &str) -> &'a str {
     event["attributes"][key]
         .as_str()

@@ -14,7 +14,7 @@ pub fn step(message: &str) {
     eprintln!("==> {message}");
 }
 
-/// The workspace root: the parent of this crate's directory.
+/// Returns the workspace root: the parent of this crate's directory.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -22,7 +22,7 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// A `cargo` command in the workspace root, using the cargo that runs xtask.
+/// Builds a `cargo` command in the workspace root, using the cargo that runs xtask.
 pub fn cargo() -> Command {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -56,13 +56,13 @@ pub fn exec(mut command: Command) -> anyhow::Result<()> {
     Err(error).with_context(|| format!("failed to start {command:?}"))
 }
 
-/// Whether this process runs as root.
+/// Returns whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A command that runs `program` as root: directly when already root, else through `sudo -E`.
+/// Builds a command that runs `program` as root: directly when already root, else through `sudo -E`.
 pub fn as_root(program: &Path) -> anyhow::Result<Command> {
     if is_root() {
         return Ok(Command::new(program));

@@ -19,15 +19,15 @@ use crate::config::{CatalogueConfig, ConfigError, EntrySpec};
 /// The built-in catalogue, embedded at build time.
 const BUILTIN_YAML: &str = include_str!("builtin.yaml");
 
-/// Longest suffix or basename, in bytes. The reverse trie key holds `REVERSE_LEN` bytes, one of
+/// Maximum length of a suffix or basename, in bytes. The reverse trie key holds `REVERSE_LEN` bytes, one of
 /// which may be the `/` added in front of a basename.
 pub const MAX_SUFFIX_LEN: usize = REVERSE_LEN - 2;
 
-/// Longest exact path or directory, in bytes, leaving room for the NUL or `/` the forward trie
+/// Maximum length of an exact path or directory, in bytes, leaving room for the NUL or `/` the forward trie
 /// stores after it.
 pub const MAX_PATH_LEN: usize = PATH_LEN - 2;
 
-/// How a path matched an entry.
+/// Kind of pattern a path matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatternKind {
     /// An exact path.
@@ -41,7 +41,7 @@ pub enum PatternKind {
 }
 
 impl PatternKind {
-    /// The name used in events and docs.
+    /// Returns the name used in events and docs.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Path => "path",
@@ -80,7 +80,7 @@ pub struct Match<'a> {
     pub entry_index: u32,
     /// The entry.
     pub entry: &'a Entry,
-    /// Which pattern kind matched.
+    /// Kind of pattern that matched.
     pub kind: PatternKind,
 }
 
@@ -141,7 +141,7 @@ impl Catalogue {
         Ok(Self::index(entries))
     }
 
-    /// The catalogue with only the built-in entries.
+    /// Builds the catalogue with only the built-in entries.
     pub fn builtin() -> Result<Self, ConfigError> {
         Self::from_config(&CatalogueConfig::default())
     }
@@ -187,12 +187,12 @@ impl Catalogue {
         catalogue
     }
 
-    /// The entries, in kernel-map index order.
+    /// Returns the entries, in kernel-map index order.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
-    /// The entry stored under a kernel-map index.
+    /// Returns the entry stored under a kernel-map index.
     pub fn entry(&self, index: u32) -> Option<&Entry> {
         self.entries.get(index as usize)
     }

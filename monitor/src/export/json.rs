@@ -35,7 +35,7 @@ pub enum ExportError {
 }
 
 impl ExportError {
-    /// Whether the reader of the output went away (a closed pipe), so no later write can
+    /// Returns whether the reader of the output went away (a closed pipe), so no later write can
     /// succeed either.
     pub fn is_closed_output(&self) -> bool {
         match self {
@@ -56,12 +56,12 @@ pub struct JsonLinesSink {
 }
 
 impl JsonLinesSink {
-    /// A sink on standard output.
+    /// Creates a sink on standard output.
     pub fn stdout(resource: Resource) -> Self {
         Self::new("stdout".into(), Box::new(io::stdout()), resource)
     }
 
-    /// A sink appending to a file, created with mode 0640 when missing.
+    /// Creates a sink appending to a file, created with mode 0640 when missing.
     pub fn file(path: &Path, resource: Resource) -> Result<Self, ExportError> {
         let file = OpenOptions::new()
             .create(true)
@@ -98,7 +98,7 @@ impl JsonLinesSink {
         Ok(())
     }
 
-    /// Where events go: `stdout` or the file path.
+    /// Returns where events go: `stdout` or the file path.
     pub fn target(&self) -> &str {
         &self.target
     }

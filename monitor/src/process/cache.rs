@@ -1,4 +1,4 @@
-//! The process cache: what the daemon knows about each live process, keyed by pid.
+//! The process cache: what the daemon has learned about each live process, keyed by pid.
 //!
 //! Entries come from exec records (which carry the file name and arguments captured in the
 //! kernel, so they survive a process that exits at once), from a `/proc` scan at start-up, and
@@ -18,7 +18,7 @@ use crate::sensor::decode::ExecEvent;
 /// when exit records were lost.
 const MAX_ENTRIES: usize = 65_536;
 
-/// What the daemon knows about one process. Every field may be missing when the process was
+/// Facts about one process. Every field may be missing when the process was
 /// gone before it could be read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -37,7 +37,7 @@ pub struct ProcessInfo {
 }
 
 impl ProcessInfo {
-    /// The last component of the executable path.
+    /// Returns the last component of the executable path.
     pub fn executable_name(&self) -> Option<String> {
         let name = self.executable.as_deref()?.file_name()?;
         Some(name.to_string_lossy().into_owned())
@@ -58,7 +58,7 @@ impl Default for ProcessCache {
 }
 
 impl ProcessCache {
-    /// An empty cache.
+    /// Creates an empty cache.
     pub fn new() -> Self {
         // SAFETY: sysconf only reads a system constant.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -142,7 +142,7 @@ impl ProcessCache {
         self.entries.len()
     }
 
-    /// Whether the cache is empty.
+    /// Returns whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -187,7 +187,7 @@ pub fn redacted_command_line(raw: &[u8]) -> String {
     redact::command_line(&redact::redact_args(&args))
 }
 
-/// The exec file name as an executable path, when it is absolute. A relative name (`./app`)
+/// Returns the exec file name as an executable path, when it is absolute. A relative name (`./app`)
 /// would need the working directory at exec time, which is not kept.
 fn executable_from_filename(filename: &[u8]) -> Option<PathBuf> {
     if filename.first() != Some(&b'/') {

@@ -34,7 +34,7 @@ pub enum OpenSyscall {
 }
 
 impl OpenSyscall {
-    /// The system call name.
+    /// Returns the system call name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
@@ -153,7 +153,7 @@ pub enum DecodeError {
     /// Kind not known to this daemon.
     #[error("record kind {0} is unknown")]
     UnknownKind(u32),
-    /// An enum field holds an unknown value.
+    /// An enum field has an unknown value.
     #[error("record field {field} has unknown value {value}")]
     UnknownValue {
         /// Field name.
@@ -487,7 +487,7 @@ mod tests {
         ));
     }
 
-    /// A directory record with `names` given innermost first.
+    /// Builds a directory record with `names` given innermost first.
     fn directory_bytes(names: &[&[u8]], flags: u32) -> Vec<u8> {
         let mut bytes = vec![0u8; size_of::<DirectoryRecord>()];
         put_u32(&mut bytes, 0, kind::DIRECTORY);
