@@ -27,6 +27,13 @@ pub const MATCH_DEFINITE: u32 = 1 << 0;
 /// resolves and matches against the full catalogue.
 pub const MATCH_CANDIDATE: u32 = 1 << 1;
 
+/// The entry names a TLS library file (`libssl.so.3`), not a credential. The daemon inspects
+/// the library and attaches the TLS probes to it; the open is not a credential access.
+pub const MATCH_LIBRARY: u32 = 1 << 2;
+
+/// `entry_index` of every [`MATCH_LIBRARY`] entry.
+pub const LIBRARY_ENTRY: u32 = u32::MAX;
+
 /// Value stored in both catalogue tries.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,5 +29,20 @@ pub const PATH_READ_DEFERRED: u32 = 8;
 /// basename entry could not be checked.
 pub const PATH_TOO_LONG: u32 = 9;
 
+/// TCP connects seen by the connect programs, the daemon's own excluded.
+pub const CONNECTS_SEEN: u32 = 10;
+/// Connects not reported because their peer address or port is excluded in the configuration.
+pub const CONNECTS_EXCLUDED: u32 = 11;
+/// Connects not reported because the same process reported the same peer within the
+/// deduplication window.
+pub const CONNECTS_DEDUPLICATED: u32 = 12;
+/// Connects lost because the map of in-flight connects was full (its oldest entry was evicted
+/// before the outcome arrived).
+pub const CONNECTS_UNFINISHED: u32 = 13;
+/// Calls of TLS library functions seen by the uprobes.
+pub const TLS_CALLS: u32 = 14;
+/// TLS return probes that found no saved arguments (the entry was missed or evicted).
+pub const TLS_RETURNS_UNMATCHED: u32 = 15;
+
 /// Number of slots in the `COUNTERS` array.
-pub const COUNT: u32 = 10;
+pub const COUNT: u32 = 16;

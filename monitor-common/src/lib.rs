@@ -9,7 +9,9 @@
 pub mod catalogue;
 pub mod counters;
 pub mod directory;
+pub mod network;
 pub mod offsets;
 pub mod open;
 pub mod process;
 pub mod record;
+pub mod tls;

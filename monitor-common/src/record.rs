@@ -12,6 +12,10 @@ pub mod kind {
     pub const EXIT: u32 = 3;
     /// The directory a relative open starts from, see [`crate::directory::DirectoryRecord`].
     pub const DIRECTORY: u32 = 4;
+    /// An outbound TCP connection with its outcome, see [`crate::network::ConnectRecord`].
+    pub const CONNECT: u32 = 5;
+    /// A call of a TLS library function, see [`crate::tls::TlsRecord`].
+    pub const TLS: u32 = 6;
 }
 
 /// Capacity of the ring buffer in bytes. A power of two and a multiple of the page size, as the

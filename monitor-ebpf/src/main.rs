@@ -9,10 +9,12 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod connect;
 mod directory;
 mod maps;
 mod open;
 mod process;
+mod tls;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -12,10 +12,12 @@ use monitor_common::{
         REVERSE_LEN, filter_bit,
     },
     counters,
+    network::{ConnectRecord, NetworkSettings, PORT_WORDS, Peer, PeerKey},
     offsets::KernelOffsets,
     open::OpenRecord,
     process::ExecRecord,
     record::RING_BUFFER_BYTES,
+    tls::{CallArguments, CallKey, SessionKey},
 };
 
 /// Process id of the daemon, whose own opens are not reported. Set by the loader.
@@ -67,6 +69,44 @@ fn filter_word_bit(words: *const [u64; FILTER_WORDS], enabled_flag: u32, value: 
     };
     (word >> (bit & 63)) & 1 != 0
 }
+
+/// Settings and tracepoint offsets of the connection programs. A plain static read with
+/// volatile loads, like `MATCH_FILTER`, because the loader replaces it.
+#[unsafe(no_mangle)]
+pub static NETWORK_SETTINGS: NetworkSettings = NetworkSettings::disabled();
+
+/// One bit per excluded peer port, set by the loader.
+#[unsafe(no_mangle)]
+pub static EXCLUDED_PORTS: [u64; PORT_WORDS] = [0; PORT_WORDS];
+
+/// Excluded peer networks, IPv4 mapped into `::ffff:0:0/96`.
+#[map]
+pub static EXCLUDED_NETWORKS: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(1024, 0);
+
+/// Connects between the cgroup program and the end of the system call, keyed by `pid_tgid`.
+#[map]
+pub static CONNECT_PENDING: LruHashMap<u64, ConnectRecord> = LruHashMap::with_max_entries(8192, 0);
+
+/// Connects that reached `SYN_SENT`, keyed by socket address, until their outcome is sent.
+#[map]
+pub static CONNECT_SOCKETS: LruHashMap<u64, ConnectRecord> = LruHashMap::with_max_entries(16384, 0);
+
+/// Time of the last reported connect of each process to each peer, for deduplication.
+#[map]
+pub static PEERS_SEEN: LruHashMap<PeerKey, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// The peer each thread connected to last, copied into TLS records.
+#[map]
+pub static LAST_PEER: LruHashMap<u64, Peer> = LruHashMap::with_max_entries(16384, 0);
+
+/// Arguments of TLS calls between entry and return.
+#[map]
+pub static TLS_CALLS: LruHashMap<CallKey, CallArguments> = LruHashMap::with_max_entries(16384, 0);
+
+/// OpenSSL client sessions whose handshake has not finished. The read and write probes only
+/// report calls on these, so established sessions cost a lookup and nothing more.
+#[map]
+pub static TLS_HANDSHAKING: LruHashMap<SessionKey, u8> = LruHashMap::with_max_entries(65536, 0);
 
 /// Records for the daemon.
 #[map]

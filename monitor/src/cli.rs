@@ -160,13 +160,18 @@ fn run(args: RunArgs) -> ExitCode {
             Err(error) => return report(&error, EXIT_FAILURE),
         }
     };
-    let sensor = match Sensor::start(&catalogue, std::process::id()) {
+    let sensor_options = sensor::SensorOptions {
+        network: &config.network,
+        tls: &config.tls,
+    };
+    let sensor = match Sensor::start(&catalogue, std::process::id(), &sensor_options) {
         Ok(sensor) => sensor,
         Err(error) => return report(&error, EXIT_FAILURE),
     };
     let options = RunOptions {
         ready_file: args.ready_file,
         health: config.health,
+        tls: config.tls,
     };
     match runtime.block_on(Daemon::new(catalogue, sink).run(sensor, signals, options)) {
         Ok(()) => ExitCode::SUCCESS,

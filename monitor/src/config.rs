@@ -19,6 +19,57 @@ pub struct Config {
     pub catalogue: CatalogueConfig,
     /// Health reporting.
     pub health: HealthConfig,
+    /// Outbound connections.
+    pub network: NetworkConfig,
+    /// TLS handshakes through library hooks.
+    pub tls: TlsConfig,
+}
+
+/// The `network` section.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Whether outbound TCP connections are reported.
+    pub enabled: bool,
+    /// A process's further connects to one peer within this time after a reported one are
+    /// counted, not reported. `0s` reports every connect.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub dedup_window: Duration,
+    /// Peer networks whose connects are counted, not reported, in CIDR notation.
+    pub exclude_networks: Vec<String>,
+    /// Peer ports whose connects are counted, not reported.
+    pub exclude_ports: Vec<u16>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dedup_window: Duration::from_secs(60),
+            exclude_networks: Vec::new(),
+            exclude_ports: Vec::new(),
+        }
+    }
+}
+
+/// The `tls` section.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Whether TLS libraries are hooked.
+    pub enabled: bool,
+    /// How long after a new process starts its memory map is read for TLS libraries.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub inspect_delay: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            inspect_delay: Duration::from_millis(200),
+        }
+    }
 }
 
 /// The `catalogue` section.
@@ -145,6 +196,7 @@ impl Config {
             message: error.to_string(),
         })?;
         config.health.validate()?;
+        config.network.validate()?;
         Ok(config)
     }
 }
@@ -156,6 +208,36 @@ impl HealthConfig {
                 key: "health.drop_check_interval".into(),
                 value: "0s".into(),
                 allowed: "it must be at least 1ms, because drops are never left unreported".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl NetworkConfig {
+    /// Parses `exclude_networks`; every entry was checked by [`Config::parse`].
+    pub fn excluded_networks(&self) -> Vec<crate::network::cidr::Cidr> {
+        self.exclude_networks
+            .iter()
+            .filter_map(|text| text.parse().ok())
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (index, text) in self.exclude_networks.iter().enumerate() {
+            if let Err(error) = text.parse::<crate::network::cidr::Cidr>() {
+                return Err(ConfigError::Invalid {
+                    key: format!("network.exclude_networks[{index}]"),
+                    value: text.clone(),
+                    allowed: error,
+                });
+            }
+        }
+        if let Some(index) = self.exclude_ports.iter().position(|port| *port == 0) {
+            return Err(ConfigError::Invalid {
+                key: format!("network.exclude_ports[{index}]"),
+                value: "0".into(),
+                allowed: "a port must be between 1 and 65535".into(),
             });
         }
         Ok(())

@@ -1,4 +1,5 @@
-//! Names of errno values, for `credwatch.access.result`.
+//! Names of errno values, for `credwatch.access.result`, `credwatch.connect.result` and
+//! `error.type`.
 
 /// The symbolic name of an errno (`ENOENT`), or `E<number>` for one not in the table.
 pub fn name(errno: i32) -> String {
@@ -33,6 +34,22 @@ pub fn name(errno: i32) -> String {
         libc::EDQUOT => "EDQUOT",
         libc::ESTALE => "ESTALE",
         libc::E2BIG => "E2BIG",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::EALREADY => "EALREADY",
+        libc::EISCONN => "EISCONN",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::EPROTO => "EPROTO",
         _ => return format!("E{errno}"),
     };
     known.to_owned()

@@ -13,6 +13,8 @@ pub mod credential;
 pub mod daemon;
 pub mod errno;
 pub mod export;
+pub mod network;
 pub mod process;
 pub mod sensor;
+pub mod tls;
 pub mod workload;

@@ -52,6 +52,16 @@ pub struct DaemonStats {
     pub events_written: u64,
     /// Events that could not be written.
     pub events_failed: u64,
+    /// TLS library files attached since start.
+    pub tls_libraries_attached: u64,
+    /// TLS library files released because no process used them any more.
+    pub tls_libraries_released: u64,
+    /// TLS probes that failed to attach.
+    pub tls_attach_failures: u64,
+    /// Server-side TLS sessions, which are not reported.
+    pub tls_server_sessions: u64,
+    /// TLS sessions dropped because the session table was full.
+    pub tls_sessions_evicted: u64,
 }
 
 impl DaemonStats {
@@ -92,6 +102,26 @@ pub fn health_event(
         .set("credwatch.daemon.opens_unresolved", daemon.opens_unresolved)
         .set("credwatch.daemon.events_written", daemon.events_written)
         .set("credwatch.daemon.events_failed", daemon.events_failed)
+        .set(
+            "credwatch.daemon.tls_libraries_attached",
+            daemon.tls_libraries_attached,
+        )
+        .set(
+            "credwatch.daemon.tls_libraries_released",
+            daemon.tls_libraries_released,
+        )
+        .set(
+            "credwatch.daemon.tls_attach_failures",
+            daemon.tls_attach_failures,
+        )
+        .set(
+            "credwatch.daemon.tls_server_sessions",
+            daemon.tls_server_sessions,
+        )
+        .set(
+            "credwatch.daemon.tls_sessions_evicted",
+            daemon.tls_sessions_evicted,
+        )
         .set(
             "credwatch.dropped.total",
             kernel.dropped() + daemon.dropped(),

@@ -7,11 +7,16 @@ pub mod health;
 
 use std::{
     fs, io,
+    os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use aya::maps::{MapData, RingBuf};
+use aya::{
+    Ebpf,
+    maps::{MapData, RingBuf},
+};
+use monitor_common::catalogue::MATCH_LIBRARY;
 use thiserror::Error;
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -26,17 +31,27 @@ use self::{
 };
 use crate::{
     clock::BootClock,
-    config::HealthConfig,
+    config::{HealthConfig, TlsConfig},
     credential::catalogue::Catalogue,
     export::{Event, JsonLinesSink},
+    network::event::connect_event,
     process::{ProcessCache, users::UserNames},
     sensor::{
         Sensor,
         counters::Counters,
-        decode::{Record, decode},
+        decode::{OpenEvent, Record, decode},
+        decode_network::TlsCall,
+    },
+    tls::{
+        event::handshake_event,
+        hooks::TlsHooks,
+        session::{Handshake, Sessions},
     },
     workload::cgroup::CgroupResolver,
 };
+
+/// How often queued processes are checked for TLS libraries.
+const INSPECT_TICK: Duration = Duration::from_millis(50);
 
 /// The daemon failed after start-up.
 #[derive(Debug, Error)]
@@ -73,6 +88,8 @@ pub struct RunOptions {
     pub ready_file: Option<PathBuf>,
     /// Health settings.
     pub health: HealthConfig,
+    /// TLS hook settings.
+    pub tls: TlsConfig,
 }
 
 /// The running daemon's state.
@@ -85,6 +102,9 @@ pub struct Daemon {
     clock: BootClock,
     stats: DaemonStats,
     directories: PendingDirectories,
+    sessions: Sessions,
+    /// The TLS hooks, when the TLS programs are loaded.
+    hooks: Option<TlsHooks>,
     /// Set when the event output was closed by its reader.
     output_closed: bool,
     /// Total drops at the last check, kernel and daemon.
@@ -103,6 +123,8 @@ impl Daemon {
             clock: BootClock::now(),
             stats: DaemonStats::default(),
             directories: PendingDirectories::default(),
+            sessions: Sessions::default(),
+            hooks: None,
             output_closed: false,
             reported_drops: 0,
         }
@@ -120,7 +142,8 @@ impl Daemon {
             ring,
             counters,
             probes,
-            ebpf,
+            mut ebpf,
+            tls_loaded,
             ..
         } = sensor;
         let Signals {
@@ -136,6 +159,10 @@ impl Daemon {
 
         let scanned = self.processes.scan();
         tracing::info!(processes = scanned, "loaded running processes from /proc");
+        if tls_loaded {
+            self.start_tls_hooks(&mut ebpf, &options.tls);
+        }
+        self.sync_tls_stats();
         let kernel = Counters::read(&counters);
         self.emit(health_event(
             Reason::Start,
@@ -162,6 +189,8 @@ impl Daemon {
             report_every
         });
         report.tick().await;
+        let mut inspect = interval(INSPECT_TICK);
+        inspect.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
         let stop_signal = loop {
             if self.output_closed {
@@ -170,9 +199,14 @@ impl Daemon {
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(DaemonError::Poll)?;
-                    self.drain(guard.get_inner_mut());
+                    self.drain(guard.get_inner_mut(), &mut ebpf);
                     guard.clear_ready();
                     self.flush();
+                }
+                _ = inspect.tick(), if self.hooks.as_ref().is_some_and(TlsHooks::has_queued) => {
+                    if let Some(hooks) = &mut self.hooks {
+                        hooks.inspect_due(&mut ebpf, std::time::Instant::now());
+                    }
                 }
                 _ = drop_check.tick() => self.check_drops(&Counters::read(&counters)),
                 _ = report.tick(), if !report_every.is_zero() => self.report(Reason::Interval, &counters),
@@ -184,7 +218,7 @@ impl Daemon {
         };
 
         tracing::info!(signal = stop_signal, "stopping");
-        self.drain(ring.get_mut());
+        self.drain(ring.get_mut(), &mut ebpf);
         self.check_drops(&Counters::read(&counters));
         self.report(Reason::Stop, &counters);
         drop(ebpf);
@@ -198,11 +232,28 @@ impl Daemon {
         Ok(())
     }
 
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+    /// Attaches the TLS probes to the host's libraries and to every running process's.
+    fn start_tls_hooks(&mut self, ebpf: &mut Ebpf, config: &TlsConfig) {
+        let mut hooks = TlsHooks::new(config.inspect_delay);
+        hooks.attach_host_libraries(ebpf);
+        tracing::info!(
+            libraries = hooks.attached(),
+            "attached TLS probes to the host's libraries; reading the memory maps of running processes"
+        );
+        hooks.scan_all(ebpf);
+        tracing::info!(
+            libraries = hooks.attached(),
+            processes = hooks.stats.processes_inspected,
+            "TLS probes attached"
+        );
+        self.hooks = Some(hooks);
+    }
+
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, ebpf: &mut Ebpf) {
         while let Some(item) = ring.next() {
             self.stats.records_received += 1;
             match decode(&item) {
-                Ok(record) => self.handle(record),
+                Ok(record) => self.handle(record, ebpf),
                 Err(error) => {
                     self.stats.records_malformed += 1;
                     tracing::warn!(%error, "dropped a malformed kernel record");
@@ -211,13 +262,34 @@ impl Daemon {
         }
     }
 
-    fn handle(&mut self, record: Record) {
+    fn handle(&mut self, record: Record, ebpf: &mut Ebpf) {
         match record {
             Record::Directory(directory) => self.directories.remember(directory),
             Record::Exec(exec) => {
                 self.processes.exec(&exec);
+                if let Some(hooks) = &mut self.hooks {
+                    hooks.exec(exec.pid, std::time::Instant::now());
+                }
             }
-            Record::Exit(exit) => self.processes.exit(exit.pid),
+            Record::Exit(exit) => {
+                for handshake in self.sessions.end_process(exit.pid, exit.boot_ns) {
+                    self.report_handshake(&handshake);
+                }
+                self.processes.exit(exit.pid);
+                if let Some(hooks) = &mut self.hooks {
+                    hooks.process_exited(ebpf, exit.pid);
+                }
+            }
+            Record::Connect(connect) => {
+                let process = self.processes.get_or_load(connect.pid);
+                let mut context = self.context();
+                let event = connect_event(&connect, &process, &mut context);
+                self.emit(event);
+            }
+            Record::Tls(call) => self.handle_tls(&call),
+            Record::Open(open) if open.match_flags & MATCH_LIBRARY != 0 => {
+                self.library_opened(&open, ebpf);
+            }
             Record::Open(open) => {
                 let directory = self.directories.take(open.tid);
                 let process = self.processes.get_or_load(open.pid);
@@ -240,6 +312,55 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    fn context(&mut self) -> Context<'_> {
+        Context {
+            catalogue: &self.catalogue,
+            clock: &self.clock,
+            users: &mut self.users,
+            cgroups: &mut self.cgroups,
+        }
+    }
+
+    fn handle_tls(&mut self, call: &TlsCall) {
+        if let Some(handshake) = self.sessions.handle(call) {
+            self.report_handshake(&handshake);
+        }
+    }
+
+    fn report_handshake(&mut self, handshake: &Handshake) {
+        let process = self.processes.get_or_load(handshake.pid);
+        let library = self
+            .hooks
+            .as_ref()
+            .and_then(|hooks| hooks.library(handshake.library))
+            .cloned();
+        let mut context = self.context();
+        let event = handshake_event(handshake, library.as_ref(), &process, &mut context);
+        self.emit(event);
+    }
+
+    /// A process opened a file named like a TLS library: attach to it before it is used.
+    fn library_opened(&mut self, open: &OpenEvent, ebpf: &mut Ebpf) {
+        if open.result < 0 {
+            return;
+        }
+        if let Some(hooks) = &mut self.hooks {
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&open.path));
+            hooks.library_opened(ebpf, open.pid, path);
+        }
+    }
+
+    /// Copies the TLS hooks' and sessions' counts into the daemon stats.
+    fn sync_tls_stats(&mut self) {
+        if let Some(hooks) = &self.hooks {
+            self.stats.tls_libraries_attached = hooks.stats.libraries_attached;
+            self.stats.tls_libraries_released = hooks.stats.libraries_released;
+            self.stats.tls_attach_failures = hooks.stats.attach_failures;
+        }
+        self.stats.tls_server_sessions = self.sessions.stats.server_handshakes;
+        self.stats.tls_sessions_evicted = self.sessions.stats.sessions_evicted;
     }
 
     fn emit(&mut self, event: Event) {
@@ -304,6 +425,7 @@ impl Daemon {
     }
 
     fn report(&mut self, reason: Reason, counters: &aya::maps::PerCpuArray<MapData, u64>) {
+        self.sync_tls_stats();
         let kernel = Counters::read(counters);
         self.emit(health_event(reason, &kernel, &self.stats, None, None));
         self.flush();

@@ -10,6 +10,10 @@ use crate::clock::rfc3339;
 pub mod name {
     /// A process opened a credential file.
     pub const CREDENTIAL_ACCESS: &str = "credwatch.credential.access";
+    /// A process started an outbound TCP connection.
+    pub const NETWORK_CONNECT: &str = "credwatch.network.connect";
+    /// A process made a TLS handshake as a client.
+    pub const TLS_HANDSHAKE: &str = "credwatch.tls.handshake";
     /// Probe states, counters and drops.
     pub const MONITOR_HEALTH: &str = "credwatch.monitor.health";
 }

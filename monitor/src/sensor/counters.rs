@@ -26,6 +26,18 @@ pub struct Counters {
     pub pending_full: u64,
     /// Execs whose arguments or parent could not be read.
     pub exec_read_failed: u64,
+    /// TCP connects seen.
+    pub connects_seen: u64,
+    /// Connects not reported because their peer is excluded.
+    pub connects_excluded: u64,
+    /// Connects not reported because of the deduplication window.
+    pub connects_deduplicated: u64,
+    /// Non-blocking connects whose outcome was lost.
+    pub connects_unfinished: u64,
+    /// Calls of TLS library functions seen.
+    pub tls_calls: u64,
+    /// TLS return probes without a matching entry.
+    pub tls_returns_unmatched: u64,
 }
 
 impl Counters {
@@ -49,6 +61,12 @@ impl Counters {
             path_too_long: sum(index::PATH_TOO_LONG),
             pending_full: sum(index::PENDING_FULL),
             exec_read_failed: sum(index::EXEC_READ_FAILED),
+            connects_seen: sum(index::CONNECTS_SEEN),
+            connects_excluded: sum(index::CONNECTS_EXCLUDED),
+            connects_deduplicated: sum(index::CONNECTS_DEDUPLICATED),
+            connects_unfinished: sum(index::CONNECTS_UNFINISHED),
+            tls_calls: sum(index::TLS_CALLS),
+            tls_returns_unmatched: sum(index::TLS_RETURNS_UNMATCHED),
         }
     }
 
@@ -58,7 +76,7 @@ impl Counters {
     }
 
     /// Name and value of every counter, in a stable order, for the health event.
-    pub fn fields(&self) -> [(&'static str, u64); 10] {
+    pub fn fields(&self) -> [(&'static str, u64); 16] {
         [
             ("opens_seen", self.opens_seen),
             ("opens_matched", self.opens_matched),
@@ -70,6 +88,12 @@ impl Counters {
             ("path_too_long", self.path_too_long),
             ("pending_full", self.pending_full),
             ("exec_read_failed", self.exec_read_failed),
+            ("connects_seen", self.connects_seen),
+            ("connects_excluded", self.connects_excluded),
+            ("connects_deduplicated", self.connects_deduplicated),
+            ("connects_unfinished", self.connects_unfinished),
+            ("tls_calls", self.tls_calls),
+            ("tls_returns_unmatched", self.tls_returns_unmatched),
         ]
     }
 }

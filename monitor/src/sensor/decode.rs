@@ -135,6 +135,10 @@ pub enum Record {
     Exec(ExecEvent),
     /// An exit.
     Exit(ExitEvent),
+    /// An outbound TCP connection.
+    Connect(super::decode_network::ConnectEvent),
+    /// A call of a TLS library function.
+    Tls(super::decode_network::TlsCall),
 }
 
 /// A record that failed validation.
@@ -185,6 +189,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::EXEC => decode_exec(bytes).map(Record::Exec),
         kind::EXIT => decode_exit(bytes).map(Record::Exit),
         kind::DIRECTORY => decode_directory(bytes).map(Record::Directory),
+        kind::CONNECT => super::decode_network::decode_connect(bytes).map(Record::Connect),
+        kind::TLS => super::decode_network::decode_tls(bytes).map(Record::Tls),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -332,7 +338,7 @@ fn directory_path(bytes: &[u8], components: usize) -> Result<Vec<u8>, DecodeErro
     Ok(path)
 }
 
-fn check_len(bytes: &[u8], kind: u32, expected: usize) -> Result<(), DecodeError> {
+pub(super) fn check_len(bytes: &[u8], kind: u32, expected: usize) -> Result<(), DecodeError> {
     if bytes.len() < expected {
         return Err(DecodeError::TooShort {
             kind,
@@ -343,12 +349,12 @@ fn check_len(bytes: &[u8], kind: u32, expected: usize) -> Result<(), DecodeError
     Ok(())
 }
 
-fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
+pub(super) fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
     let field = bytes.get(offset..offset + 4)?;
     Some(u32::from_ne_bytes(field.try_into().ok()?))
 }
 
-fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
+pub(super) fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
     let field = bytes.get(offset..offset + 8)?;
     Some(u64::from_ne_bytes(field.try_into().ok()?))
 }

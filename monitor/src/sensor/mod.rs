@@ -4,6 +4,7 @@
 pub mod btf;
 pub mod counters;
 pub mod decode;
+pub mod decode_network;
 pub mod preflight;
 pub mod tracefs;
 
@@ -13,17 +14,35 @@ use aya::{
         MapData, PerCpuArray, ProgramArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{ProgramError, TracePoint},
+    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, TracePoint, UProbe},
 };
 use monitor_common::{
-    catalogue::{MatchValue, PATH_LEN, REVERSE_LEN},
+    catalogue::{LIBRARY_ENTRY, MATCH_DEFINITE, MATCH_LIBRARY, MatchValue, PATH_LEN, REVERSE_LEN},
+    network::{
+        NETWORK_ENABLED, NETWORK_EXCLUDE_NETWORKS, NETWORK_EXCLUDE_PORTS, NetworkSettings,
+        PORT_WORDS,
+    },
     offsets::KernelOffsets,
 };
 use thiserror::Error;
 
 use self::{btf::KernelBtf, tracefs::Tracefs};
+use crate::config::{NetworkConfig, TlsConfig};
 use crate::credential::catalogue::Catalogue;
 use crate::credential::kernel_entries::{KernelEntries, TrieEntry, kernel_entries};
+use crate::network::cidr::Cidr;
+use crate::tls::library::LIBRARY_NAMES;
+
+/// The uprobe programs the TLS hooks attach to library functions.
+pub const TLS_PROGRAMS: &[&str] = &[
+    "tls_name_ctrl",
+    "tls_name_string",
+    "tls_name_gnutls",
+    "tls_call",
+    "tls_io_call",
+    "tls_return",
+    "tls_mark",
+];
 
 /// The compiled credwatch programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credwatch"));
@@ -100,11 +119,13 @@ const PROBES: &[ProbeSpec] = &[
 pub struct ProbeStatus {
     /// Program name.
     pub program: String,
-    /// `category/name` of the tracepoint.
+    /// `category/name` of the tracepoint, the cgroup path, or the functions of a uprobe.
     pub attach_point: String,
-    /// Hook type, `tracepoint`.
+    /// Hook type: `tracepoint`, `tail_call`, `cgroup_sock_addr` or `uprobe`.
     pub hook: &'static str,
-    /// `attached`, `unavailable` (the kernel lacks the tracepoint) or `failed`.
+    /// `attached`, `loaded` (a uprobe, attached to libraries as they are found),
+    /// `disabled` (turned off in the configuration), `unavailable` (the kernel lacks the
+    /// hook) or `failed`.
     pub state: &'static str,
     /// Reason it is not attached.
     pub detail: Option<String>,
@@ -167,27 +188,54 @@ pub struct Sensor {
     pub probes: Vec<ProbeStatus>,
     /// Whether tracefs had to be mounted.
     pub mounted_tracefs: bool,
+    /// Whether the TLS uprobe programs are loaded, ready to be attached to libraries.
+    pub tls_loaded: bool,
+}
+
+/// What the sensor watches besides credential files.
+pub struct SensorOptions<'a> {
+    /// Outbound connections.
+    pub network: &'a NetworkConfig,
+    /// TLS library hooks.
+    pub tls: &'a TlsConfig,
 }
 
 impl Sensor {
     /// Loads the programs with the catalogue, attaches them and returns the sensor.
     /// `daemon_pid` is excluded in the kernel. Call [`preflight::check`] first for clear
     /// errors about missing privileges or kernel features.
-    pub fn start(catalogue: &Catalogue, daemon_pid: u32) -> Result<Self, SensorError> {
+    pub fn start(
+        catalogue: &Catalogue,
+        daemon_pid: u32,
+        options: &SensorOptions<'_>,
+    ) -> Result<Self, SensorError> {
         let tracefs = Tracefs::ensure_mounted()?;
-        let offsets = resolve_offsets(&tracefs)?;
+        let btf = KernelBtf::from_sys_fs()?;
+        let offsets = resolve_offsets(&tracefs, &btf)?;
         tracing::debug!(?offsets, "resolved kernel offsets");
+        let settings = network_settings(options.network, &tracefs, &btf);
+        let ports = excluded_ports(options.network);
 
-        let entries = kernel_entries(catalogue);
+        let mut entries = kernel_entries(catalogue);
+        if options.tls.enabled {
+            add_library_entries(&mut entries);
+        }
         let filter = entries.filter();
         let mut ebpf = EbpfLoader::new()
             .override_global("DAEMON_TGID", &daemon_pid, true)
             .override_global("KERNEL_OFFSETS", &offsets, true)
             .override_global("MATCH_FILTER", &filter, true)
+            .override_global("NETWORK_SETTINGS", &settings, true)
+            .override_global("EXCLUDED_PORTS", &ports, true)
             .load(PROGRAMS)?;
         load_catalogue(&mut ebpf, &entries)?;
+        load_excluded_networks(&mut ebpf, &options.network.excluded_networks())?;
         let mut probes = attach_all(&mut ebpf, &tracefs)?;
         probes.push(load_directory_walk(&mut ebpf, &offsets));
+        probes.extend(attach_network(&mut ebpf, &tracefs, options.network));
+        let tls_statuses = load_tls(&mut ebpf, options.tls);
+        let tls_loaded = tls_statuses.iter().all(|status| status.state == "loaded");
+        probes.extend(tls_statuses);
 
         let ring = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, "COUNTERS", PerCpuArray::try_from)?;
@@ -197,8 +245,242 @@ impl Sensor {
             counters,
             probes,
             mounted_tracefs: tracefs.mounted_by_us(),
+            tls_loaded,
         })
     }
+}
+
+/// Adds the TLS library file names to the reverse trie, so that a process loading one is
+/// reported to the daemon.
+fn add_library_entries(entries: &mut KernelEntries) {
+    let value = MatchValue {
+        entry_index: LIBRARY_ENTRY,
+        flags: MATCH_DEFINITE | MATCH_LIBRARY,
+    };
+    for name in LIBRARY_NAMES {
+        let mut key: Vec<u8> = format!("/{name}").into_bytes();
+        key.reverse();
+        if !entries.reverse.iter().any(|entry| entry.bytes == key) {
+            entries.reverse.push(TrieEntry { bytes: key, value });
+        }
+    }
+}
+
+/// The connection programs' settings: configuration and the field offsets they read.
+fn network_settings(config: &NetworkConfig, tracefs: &Tracefs, btf: &KernelBtf) -> NetworkSettings {
+    let mut settings = NetworkSettings::disabled();
+    if !config.enabled {
+        return settings;
+    }
+    settings.flags = NETWORK_ENABLED;
+    if !config.exclude_ports.is_empty() {
+        settings.flags |= NETWORK_EXCLUDE_PORTS;
+    }
+    if !config.exclude_networks.is_empty() {
+        settings.flags |= NETWORK_EXCLUDE_NETWORKS;
+    }
+    settings.dedup_window_ns = u64::try_from(config.dedup_window.as_nanos()).unwrap_or(u64::MAX);
+    let field = |category: &str, name: &str, field: &str| {
+        tracefs.field_offset(category, name, field).unwrap_or_else(|error| {
+            tracing::warn!(%error, tracepoint = %format!("{category}/{name}"), field, "tracepoint field not found; connect outcomes will be incomplete");
+            monitor_common::offsets::UNKNOWN
+        })
+    };
+    settings.exit_ret = field("syscalls", "sys_exit_connect", "ret");
+    settings.state_skaddr = field("sock", "inet_sock_set_state", "skaddr");
+    settings.state_old = field("sock", "inet_sock_set_state", "oldstate");
+    settings.state_new = field("sock", "inet_sock_set_state", "newstate");
+    settings.state_protocol = field("sock", "inet_sock_set_state", "protocol");
+    settings.sock_err = btf.member_offset("sock", "sk_err").unwrap_or_else(|error| {
+        tracing::warn!(%error, "struct sock has no sk_err in BTF; failed non-blocking connects are reported as ECONNREFUSED");
+        monitor_common::offsets::UNKNOWN
+    });
+    settings
+}
+
+fn excluded_ports(config: &NetworkConfig) -> [u64; PORT_WORDS] {
+    let mut words = [0u64; PORT_WORDS];
+    for port in &config.exclude_ports {
+        words[usize::from(*port) / 64] |= 1 << (port % 64);
+    }
+    words
+}
+
+fn load_excluded_networks(ebpf: &mut Ebpf, networks: &[Cidr]) -> Result<(), SensorError> {
+    let name = "EXCLUDED_NETWORKS";
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(SensorError::Missing { kind: "map", name })?;
+    let mut trie: LpmTrie<&mut MapData, [u8; 16], u8> =
+        LpmTrie::try_from(map).map_err(|source| SensorError::Map { name, source })?;
+    for network in networks {
+        let key = Key::new(network.prefix_bits, network.address.octets());
+        trie.insert(&key, 1, 0)
+            .map_err(|source| SensorError::Map { name, source })?;
+    }
+    Ok(())
+}
+
+/// Attaches the connect programs to the cgroup v2 root and the tracepoints that give their
+/// outcome. A failure is reported in the health event, not fatal: credential access still
+/// works without it.
+fn attach_network(ebpf: &mut Ebpf, tracefs: &Tracefs, config: &NetworkConfig) -> Vec<ProbeStatus> {
+    let status = |program: &str, attach_point: String, hook, state, detail| ProbeStatus {
+        program: program.to_owned(),
+        attach_point,
+        hook,
+        state,
+        detail,
+    };
+    let mut statuses = Vec::new();
+    let root = crate::workload::cgroup::CgroupResolver::discover()
+        .root()
+        .map(std::path::Path::to_path_buf);
+    for program in ["connect4", "connect6"] {
+        let point = root.as_ref().map_or_else(
+            || "cgroup v2 root".to_owned(),
+            |root| root.display().to_string(),
+        );
+        if !config.enabled {
+            statuses.push(status(program, point, "cgroup_sock_addr", "disabled", None));
+            continue;
+        }
+        let Some(root) = &root else {
+            let detail =
+                "no cgroup v2 hierarchy is mounted; mount one (cgroup2) to see connections";
+            tracing::warn!(program, detail, "connect probe not attached");
+            statuses.push(status(
+                program,
+                point,
+                "cgroup_sock_addr",
+                "unavailable",
+                Some(detail.to_owned()),
+            ));
+            continue;
+        };
+        match attach_cgroup(ebpf, program, root) {
+            Ok(()) => statuses.push(status(program, point, "cgroup_sock_addr", "attached", None)),
+            Err(error) => {
+                tracing::warn!(program, cgroup = %root.display(), %error, "connect probe failed to attach; connections are not reported");
+                statuses.push(status(
+                    program,
+                    point,
+                    "cgroup_sock_addr",
+                    "failed",
+                    Some(error),
+                ));
+            }
+        }
+    }
+    for (program, category, tracepoint) in [
+        ("sys_exit_connect", "syscalls", "sys_exit_connect"),
+        ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ] {
+        let point = format!("{category}/{tracepoint}");
+        if !config.enabled {
+            statuses.push(status(program, point, "tracepoint", "disabled", None));
+            continue;
+        }
+        if !tracefs.has_tracepoint(category, tracepoint) {
+            statuses.push(status(
+                program,
+                point,
+                "tracepoint",
+                "unavailable",
+                Some("the kernel has no such tracepoint".to_owned()),
+            ));
+            continue;
+        }
+        let spec = ProbeSpec {
+            program,
+            category,
+            tracepoint,
+            required: false,
+        };
+        match attach_one(ebpf, &spec) {
+            Ok(()) => statuses.push(status(program, point, "tracepoint", "attached", None)),
+            Err(error) => {
+                tracing::warn!(tracepoint = %point, %error, "connect outcome probe failed to attach");
+                statuses.push(status(
+                    program,
+                    point,
+                    "tracepoint",
+                    "failed",
+                    Some(error.to_string()),
+                ));
+            }
+        }
+    }
+    statuses
+}
+
+/// Attaches one observe-only connect program to a cgroup, next to any programs already there.
+fn attach_cgroup(ebpf: &mut Ebpf, name: &str, root: &std::path::Path) -> Result<(), String> {
+    let cgroup = std::fs::File::open(root)
+        .map_err(|error| format!("failed to open the cgroup {}: {error}", root.display()))?;
+    let program: &mut CgroupSockAddr = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("the object has no program {name}"))?
+        .try_into()
+        .map_err(|error: ProgramError| error.to_string())?;
+    program.load().map_err(|error| error.to_string())?;
+    // From Linux 5.7 aya attaches through a BPF link, which always runs next to the programs
+    // already on the cgroup and takes no flags. Older kernels use BPF_PROG_ATTACH, where only
+    // the multi flag keeps other programs in place instead of replacing them.
+    let uses_links = aya::util::KernelVersion::current()
+        .is_ok_and(|version| version >= aya::util::KernelVersion::new(5, 7, 0));
+    let mode = if uses_links {
+        CgroupAttachMode::Single
+    } else {
+        CgroupAttachMode::AllowMultiple
+    };
+    program
+        .attach(&cgroup, mode)
+        .map_err(|error| error_chain(&error))?;
+    Ok(())
+}
+
+/// Formats an error with its causes, which aya keeps in `source`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Loads the TLS uprobe programs; the TLS hooks attach them to libraries later.
+fn load_tls(ebpf: &mut Ebpf, config: &TlsConfig) -> Vec<ProbeStatus> {
+    TLS_PROGRAMS
+        .iter()
+        .map(|&program| {
+            let status = |state, detail| ProbeStatus {
+                program: program.to_owned(),
+                attach_point: "TLS library functions".to_owned(),
+                hook: "uprobe",
+                state,
+                detail,
+            };
+            if !config.enabled {
+                return status("disabled", None);
+            }
+            let loaded = ebpf
+                .program_mut(program)
+                .ok_or(ProgramError::UnexpectedProgramType)
+                .and_then(<&mut UProbe>::try_from)
+                .and_then(|probe| probe.load());
+            match loaded {
+                Ok(()) => status("loaded", None),
+                Err(error) => {
+                    tracing::warn!(program, %error, "TLS probe failed to load; TLS handshakes are not reported");
+                    status("failed", Some(error.to_string()))
+                }
+            }
+        })
+        .collect()
 }
 
 /// Loads the floor programs on the open tracepoints, for the benchmark: programs that return
@@ -241,8 +523,7 @@ pub fn start_floor(read_path: bool) -> Result<Ebpf, SensorError> {
     Ok(ebpf)
 }
 
-fn resolve_offsets(tracefs: &Tracefs) -> Result<KernelOffsets, SensorError> {
-    let btf = KernelBtf::from_sys_fs()?;
+fn resolve_offsets(tracefs: &Tracefs, btf: &KernelBtf) -> Result<KernelOffsets, SensorError> {
     let mut offsets = KernelOffsets::unknown();
     let field = |structure: &str, member: &str| match btf.member_offset(structure, member) {
         Ok(offset) => offset,

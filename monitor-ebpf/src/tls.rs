@@ -1,0 +1,336 @@
+//! TLS library calls: uprobes on OpenSSL, BoringSSL and GnuTLS functions.
+//!
+//! Kernel interface: uprobes and uretprobes (Linux 4.17+ for attaching by path through
+//! perf events) with attach cookies (Linux 5.15+). The daemon attaches the same few programs
+//! to many functions and libraries; the cookie says which function and library a hit is (see
+//! `monitor_common::tls::cookie`). The programs copy arguments and return values only: the
+//! server name string is the one user buffer they read, and no payload is touched.
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
+        bpf_probe_read_user_str_bytes, generated::bpf_get_attach_cookie,
+    },
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use monitor_common::{
+    counters,
+    network::Peer,
+    record::kind,
+    tls::{
+        CallArguments, CallKey, SERVER_NAME_LEN, SessionKey, TLS_HAS_NAME, TLS_NAME_TRUNCATED,
+        TLS_RETURN, TlsRecord, cookie, function,
+    },
+};
+
+use crate::maps::{DAEMON_TGID, EVENTS, LAST_PEER, TLS_CALLS, TLS_HANDSHAKING, count};
+
+/// OpenSSL `SSL_CTRL_SET_TLSEXT_HOSTNAME`.
+const SSL_CTRL_SET_TLSEXT_HOSTNAME: u64 = 55;
+/// OpenSSL `TLSEXT_NAMETYPE_host_name`.
+const TLSEXT_NAMETYPE_HOST_NAME: u64 = 0;
+/// GnuTLS `GNUTLS_NAME_DNS`.
+const GNUTLS_NAME_DNS: u64 = 1;
+
+/// `SSL_ctrl(ssl, cmd, larg, parg)`: sends the server name when `cmd` sets it.
+#[uprobe]
+pub fn tls_name_ctrl(ctx: ProbeContext) -> u32 {
+    let cmd: u64 = ctx.arg(1).unwrap_or(0);
+    let name_type: u64 = ctx.arg(2).unwrap_or(u64::MAX);
+    if cmd == SSL_CTRL_SET_TLSEXT_HOSTNAME && name_type == TLSEXT_NAMETYPE_HOST_NAME {
+        let session: u64 = ctx.arg(0).unwrap_or(0);
+        let name: u64 = ctx.arg(3).unwrap_or(0);
+        send_name(&ctx, session, name, None);
+    }
+    0
+}
+
+/// `SSL_set_tlsext_host_name(ssl, name)` where the library exports it as a function.
+#[uprobe]
+pub fn tls_name_string(ctx: ProbeContext) -> u32 {
+    let session: u64 = ctx.arg(0).unwrap_or(0);
+    let name: u64 = ctx.arg(1).unwrap_or(0);
+    send_name(&ctx, session, name, None);
+    0
+}
+
+/// `gnutls_server_name_set(session, type, name, length)`.
+#[uprobe]
+pub fn tls_name_gnutls(ctx: ProbeContext) -> u32 {
+    let name_type: u64 = ctx.arg(1).unwrap_or(0);
+    if name_type == GNUTLS_NAME_DNS {
+        let session: u64 = ctx.arg(0).unwrap_or(0);
+        let name: u64 = ctx.arg(2).unwrap_or(0);
+        let length: u64 = ctx.arg(3).unwrap_or(0);
+        send_name(&ctx, session, name, Some(length));
+    }
+    0
+}
+
+/// Entry of a function whose return matters: keeps its first two arguments for the return.
+#[uprobe]
+pub fn tls_call(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_daemon(pid_tgid) {
+        return 0;
+    }
+    save_arguments(&ctx, pid_tgid);
+    0
+}
+
+/// Entry of `SSL_read` or `SSL_write`: like `tls_call`, but only for a client session whose
+/// handshake has not finished, because these run for every record of every session.
+#[uprobe]
+pub fn tls_io_call(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let key = SessionKey {
+        tgid: pid_tgid >> 32,
+        session: ctx.arg(0).unwrap_or(0),
+    };
+    // SAFETY: the value is only tested for presence.
+    if unsafe { TLS_HANDSHAKING.get(&key) }.is_none() {
+        return 0;
+    }
+    save_arguments(&ctx, pid_tgid);
+    0
+}
+
+#[inline(always)]
+fn save_arguments(ctx: &ProbeContext, pid_tgid: u64) {
+    let key = CallKey {
+        pid_tgid,
+        function: cookie_of(ctx) & cookie::FUNCTION_MASK,
+    };
+    let arguments = CallArguments {
+        first: ctx.arg(0).unwrap_or(0),
+        second: ctx.arg(1).unwrap_or(0),
+    };
+    let _ = TLS_CALLS.insert(&key, &arguments, 0);
+}
+
+/// Return of a function whose entry `tls_call` saw: sends the return value.
+#[uretprobe]
+pub fn tls_return(ctx: RetProbeContext) -> u32 {
+    let _ = try_return(&ctx);
+    0
+}
+
+/// A function whose call alone matters (role, free): sends its first argument.
+#[uprobe]
+pub fn tls_mark(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_daemon(pid_tgid) {
+        return 0;
+    }
+    let cookie = cookie_of(&ctx);
+    let session: u64 = ctx.arg(0).unwrap_or(0);
+    track_handshake(pid_tgid, (cookie & cookie::FUNCTION_MASK) as u8, session);
+    let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
+        count(counters::RINGBUF_FULL);
+        return 0;
+    };
+    let record = entry.as_mut_ptr();
+    // SAFETY: the reservation is size_of::<TlsRecord>() bytes, 8-byte aligned, and owned by
+    // this program until it is submitted.
+    let record = unsafe { &mut *record };
+    fill(record, pid_tgid, cookie, session);
+    entry.submit(0);
+    count(counters::RECORDS_EMITTED);
+    0
+}
+
+/// Keeps `TLS_HANDSHAKING` up to date: a session enters it when it becomes a client and
+/// leaves it when freed or when a handshake or I/O function succeeds on it.
+#[inline(always)]
+fn track_handshake(pid_tgid: u64, function: u8, session: u64) {
+    let key = SessionKey {
+        tgid: pid_tgid >> 32,
+        session,
+    };
+    match function {
+        function::SSL_SET_CONNECT_STATE => {
+            let _ = TLS_HANDSHAKING.insert(&key, &1, 0);
+        }
+        function::SSL_FREE | function::SSL_SET_ACCEPT_STATE => {
+            let _ = TLS_HANDSHAKING.remove(&key);
+        }
+        _ => {}
+    }
+}
+
+#[inline(always)]
+fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_daemon(pid_tgid) {
+        return Ok(());
+    }
+    let cookie = cookie_of(ctx);
+    let function = (cookie & cookie::FUNCTION_MASK) as u8;
+    let key = CallKey {
+        pid_tgid,
+        function: function as u64,
+    };
+    let Some(saved) = TLS_CALLS.get_ptr(&key) else {
+        count(counters::TLS_RETURNS_UNMATCHED);
+        return Err(());
+    };
+    // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
+    let arguments = unsafe { *saved };
+    let _ = TLS_CALLS.remove(&key);
+    // Every hooked function returns a C `int`; the upper half of the register is undefined.
+    let result = ctx.ret::<u64>() as u32 as i32 as i64;
+
+    let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
+        count(counters::RINGBUF_FULL);
+        return Err(());
+    };
+    // SAFETY: as in tls_mark.
+    let record = unsafe { &mut *entry.as_mut_ptr() };
+    let session = if function == function::GNUTLS_INIT {
+        // gnutls_init(gnutls_session_t *session, flags) stores the new session through its
+        // first argument.
+        // SAFETY: bpf_probe_read_user checks the user address and fails instead of faulting.
+        unsafe { bpf_probe_read_user(arguments.first as *const u64) }.unwrap_or(0)
+    } else {
+        arguments.first
+    };
+    fill(record, pid_tgid, cookie, session);
+    record.flags = TLS_RETURN;
+    record.result = result;
+    record.argument = arguments.second;
+    if result > 0 && is_openssl_handshake(function) {
+        let _ = TLS_HANDSHAKING.remove(&SessionKey {
+            tgid: pid_tgid >> 32,
+            session,
+        });
+    }
+    if result > 0 && cookie & cookie::VERSION_AT_START != 0 {
+        // SAFETY: as above; the address is the SSL object the library just used.
+        let version = unsafe { bpf_probe_read_user(session as *const i32) }.unwrap_or(0);
+        record.version = version as u32;
+    }
+    if let Some(peer) = LAST_PEER.get_ptr(&pid_tgid) {
+        // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
+        record.peer = unsafe { *peer };
+    }
+    entry.submit(0);
+    count(counters::RECORDS_EMITTED);
+    Ok(())
+}
+
+/// Returns whether a function can finish an OpenSSL client handshake.
+#[inline(always)]
+fn is_openssl_handshake(function: u8) -> bool {
+    matches!(
+        function,
+        function::SSL_DO_HANDSHAKE
+            | function::SSL_CONNECT
+            | function::SSL_READ
+            | function::SSL_WRITE
+    )
+}
+
+/// Sends a record with the server name at `name`: a NUL-terminated string, or `length` bytes
+/// when the function takes a length.
+#[inline(always)]
+fn send_name(ctx: &ProbeContext, session: u64, name: u64, length: Option<u64>) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_daemon(pid_tgid) || name == 0 {
+        return;
+    }
+    let cookie = cookie_of(ctx);
+    let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
+        count(counters::RINGBUF_FULL);
+        return;
+    };
+    // SAFETY: as in tls_mark.
+    let record = unsafe { &mut *entry.as_mut_ptr() };
+    fill(record, pid_tgid, cookie, session);
+    let read = match length {
+        Some(length) => read_counted(&mut record.name, name, length, &mut record.flags),
+        None => read_terminated(&mut record.name, name, &mut record.flags),
+    };
+    match read {
+        Some(len) => {
+            record.name_len = len;
+            record.flags |= TLS_HAS_NAME;
+            entry.submit(0);
+            count(counters::RECORDS_EMITTED);
+        }
+        None => entry.discard(0),
+    }
+}
+
+/// Reads a NUL-terminated name and returns its length without the NUL.
+#[inline(always)]
+fn read_terminated(buffer: &mut [u8; SERVER_NAME_LEN], name: u64, flags: &mut u16) -> Option<u32> {
+    // SAFETY: the helper checks the user address and writes at most the buffer's length.
+    let read = unsafe { bpf_probe_read_user_str_bytes(name as *const u8, buffer) }.ok()?;
+    let len = read.len();
+    if len >= SERVER_NAME_LEN - 1 {
+        *flags |= TLS_NAME_TRUNCATED;
+    }
+    Some(len as u32)
+}
+
+/// Reads a name of `length` bytes, cut to the buffer.
+#[inline(always)]
+fn read_counted(
+    buffer: &mut [u8; SERVER_NAME_LEN],
+    name: u64,
+    length: u64,
+    flags: &mut u16,
+) -> Option<u32> {
+    let mut len = length as usize;
+    if len >= SERVER_NAME_LEN {
+        *flags |= TLS_NAME_TRUNCATED;
+        len = SERVER_NAME_LEN - 1;
+    }
+    // Keeps the bound visible to the verifier after the compiler's rewrites.
+    let len = core::hint::black_box(len) & (SERVER_NAME_LEN - 1);
+    if len == 0 {
+        return None;
+    }
+    // SAFETY: the helper checks the user address; the slice is at most the buffer's length.
+    unsafe { bpf_probe_read_user_buf(name as *const u8, &mut buffer[..len]) }.ok()?;
+    Some(len as u32)
+}
+
+/// Sets the fields every TLS record has and clears the rest.
+#[inline(always)]
+fn fill(record: &mut TlsRecord, pid_tgid: u64, cookie: u64, session: u64) {
+    let uid_gid = bpf_get_current_uid_gid();
+    record.kind = kind::TLS;
+    record.pid = (pid_tgid >> 32) as u32;
+    record.tid = pid_tgid as u32;
+    record.uid = uid_gid as u32;
+    record.function = (cookie & cookie::FUNCTION_MASK) as u8;
+    record.reserved = 0;
+    record.flags = 0;
+    record.name_len = 0;
+    record.library = (cookie >> cookie::LIBRARY_SHIFT) as u32;
+    record.version = 0;
+    record.result = 0;
+    record.session = session;
+    record.argument = 0;
+    // SAFETY: these helpers take no pointers.
+    record.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    // SAFETY: as above.
+    record.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    record.peer = Peer::default();
+    count(counters::TLS_CALLS);
+}
+
+#[inline(always)]
+fn cookie_of<C: EbpfContext>(ctx: &C) -> u64 {
+    // SAFETY: the helper only reads the cookie of the running program's attachment.
+    unsafe { bpf_get_attach_cookie(ctx.as_ptr()) }
+}
+
+#[inline(always)]
+fn is_daemon(pid_tgid: u64) -> bool {
+    (pid_tgid >> 32) as u32 == DAEMON_TGID.load()
+}

@@ -1,0 +1,325 @@
+//! Recognising a TLS library in an ELF file and finding the functions to hook.
+//!
+//! A file is a TLS library when its dynamic symbol table defines the handshake function of
+//! OpenSSL (`SSL_do_handshake`) or GnuTLS (`gnutls_handshake`). This covers the shared
+//! libraries and executables that link OpenSSL or BoringSSL statically and export its symbols.
+//! BoringSSL is told from OpenSSL by its real `SSL_set_tlsext_host_name` function, which is a
+//! macro over `SSL_ctrl` in OpenSSL.
+
+use std::path::Path;
+
+use monitor_common::tls::{cookie, function};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+
+/// The TLS implementation in a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LibraryKind {
+    /// OpenSSL 1.1 or 3.x.
+    OpenSsl,
+    /// BoringSSL, or another OpenSSL fork with a real `SSL_set_tlsext_host_name`.
+    BoringSsl,
+    /// GnuTLS.
+    GnuTls,
+}
+
+impl LibraryKind {
+    /// Returns the value of `credwatch.tls.library`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenSsl => "openssl",
+            Self::BoringSsl => "boringssl",
+            Self::GnuTls => "gnutls",
+        }
+    }
+}
+
+/// How a program is attached to a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hook {
+    /// The exported symbol.
+    pub symbol: &'static str,
+    /// The eBPF program.
+    pub program: &'static str,
+    /// The function number the program reports.
+    pub function: u8,
+    /// Flags for the cookie.
+    pub flags: u64,
+    /// Offset of the function in the file.
+    pub offset: u64,
+}
+
+/// A recognised TLS library and the hooks to attach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Library {
+    /// The implementation.
+    pub kind: LibraryKind,
+    /// Every hook whose symbol the file defines.
+    pub hooks: Vec<Hook>,
+}
+
+/// One function credwatch hooks: its symbol, the program(s) and the function number.
+struct Wanted {
+    symbol: &'static str,
+    programs: &'static [&'static str],
+    function: u8,
+}
+
+const OPENSSL: &[Wanted] = &[
+    Wanted {
+        symbol: "SSL_ctrl",
+        programs: &["tls_name_ctrl"],
+        function: function::SSL_CTRL,
+    },
+    Wanted {
+        symbol: "SSL_set_tlsext_host_name",
+        programs: &["tls_name_string"],
+        function: function::SSL_SET_HOST_NAME,
+    },
+    Wanted {
+        symbol: "SSL_do_handshake",
+        programs: &["tls_call", "tls_return"],
+        function: function::SSL_DO_HANDSHAKE,
+    },
+    Wanted {
+        symbol: "SSL_connect",
+        programs: &["tls_call", "tls_return"],
+        function: function::SSL_CONNECT,
+    },
+    Wanted {
+        symbol: "SSL_set_connect_state",
+        programs: &["tls_mark"],
+        function: function::SSL_SET_CONNECT_STATE,
+    },
+    Wanted {
+        symbol: "SSL_set_accept_state",
+        programs: &["tls_mark"],
+        function: function::SSL_SET_ACCEPT_STATE,
+    },
+    Wanted {
+        symbol: "SSL_read",
+        programs: &["tls_io_call", "tls_return"],
+        function: function::SSL_READ,
+    },
+    Wanted {
+        symbol: "SSL_read_ex",
+        programs: &["tls_io_call", "tls_return"],
+        function: function::SSL_READ,
+    },
+    Wanted {
+        symbol: "SSL_peek",
+        programs: &["tls_io_call", "tls_return"],
+        function: function::SSL_READ,
+    },
+    Wanted {
+        symbol: "SSL_write",
+        programs: &["tls_io_call", "tls_return"],
+        function: function::SSL_WRITE,
+    },
+    Wanted {
+        symbol: "SSL_write_ex",
+        programs: &["tls_io_call", "tls_return"],
+        function: function::SSL_WRITE,
+    },
+    Wanted {
+        symbol: "SSL_free",
+        programs: &["tls_mark"],
+        function: function::SSL_FREE,
+    },
+];
+
+const GNUTLS: &[Wanted] = &[
+    Wanted {
+        symbol: "gnutls_server_name_set",
+        programs: &["tls_name_gnutls"],
+        function: function::GNUTLS_SERVER_NAME_SET,
+    },
+    Wanted {
+        symbol: "gnutls_handshake",
+        programs: &["tls_call", "tls_return"],
+        function: function::GNUTLS_HANDSHAKE,
+    },
+    Wanted {
+        symbol: "gnutls_init",
+        programs: &["tls_call", "tls_return"],
+        function: function::GNUTLS_INIT,
+    },
+    Wanted {
+        symbol: "gnutls_deinit",
+        programs: &["tls_mark"],
+        function: function::GNUTLS_DEINIT,
+    },
+];
+
+/// A symbol OpenSSL 3.2 added (QUIC streams). Up to 3.1 the `SSL` object starts with its
+/// protocol version; from 3.2 on it does not, so the version is not read there.
+const OPENSSL_3_2_MARKER: &str = "SSL_new_stream";
+
+/// Reads `path` and returns the TLS library in it, or `None` when it is not one.
+pub fn inspect(path: &Path) -> Result<Option<Library>, String> {
+    let file = std::fs::File::open(path)
+        .map_err(|error| format!("failed to open {}: {error}", path.display()))?;
+    inspect_file(&file)
+        .map_err(|error| format!("{} is not a readable ELF file: {error}", path.display()))
+}
+
+/// Recognises a TLS library in an open file, reading only the parts the symbol table needs,
+/// so that a large executable costs little.
+pub fn inspect_file(file: &std::fs::File) -> Result<Option<Library>, object::Error> {
+    let cache = object::ReadCache::new(file);
+    inspect_data(&cache)
+}
+
+/// Recognises a TLS library in the bytes of an ELF file.
+pub fn inspect_bytes(data: &[u8]) -> Result<Option<Library>, object::Error> {
+    inspect_data(data)
+}
+
+fn inspect_data<'data, R: object::ReadRef<'data>>(
+    data: R,
+) -> Result<Option<Library>, object::Error> {
+    let file = object::File::parse(data)?;
+    let mut exported = std::collections::HashMap::new();
+    for symbol in file.dynamic_symbols() {
+        if !symbol.is_definition() || symbol.kind() != object::SymbolKind::Text {
+            continue;
+        }
+        let Ok(name) = symbol.name() else { continue };
+        if let Some(offset) = file_offset(&file, &symbol) {
+            exported.insert(name.to_owned(), offset);
+        }
+    }
+
+    let (kind, wanted) = if exported.contains_key("SSL_do_handshake") {
+        let kind = if exported.contains_key("SSL_set_tlsext_host_name") {
+            LibraryKind::BoringSsl
+        } else {
+            LibraryKind::OpenSsl
+        };
+        (kind, OPENSSL)
+    } else if exported.contains_key("gnutls_handshake") {
+        (LibraryKind::GnuTls, GNUTLS)
+    } else {
+        return Ok(None);
+    };
+    let version_flag = if kind == LibraryKind::OpenSsl && !exported.contains_key(OPENSSL_3_2_MARKER)
+    {
+        cookie::VERSION_AT_START
+    } else {
+        0
+    };
+
+    let mut hooks = Vec::new();
+    for want in wanted {
+        let Some(&offset) = exported.get(want.symbol) else {
+            continue;
+        };
+        for &program in want.programs {
+            hooks.push(Hook {
+                symbol: want.symbol,
+                program,
+                function: want.function,
+                flags: version_flag,
+                offset,
+            });
+        }
+    }
+    Ok(Some(Library { kind, hooks }))
+}
+
+/// The file offset of a symbol's address, which is what a uprobe is attached at.
+fn file_offset<'data, R: object::ReadRef<'data>>(
+    file: &object::File<'data, R>,
+    symbol: &object::Symbol<'data, '_, R>,
+) -> Option<u64> {
+    let section = file.section_by_index(symbol.section_index()?).ok()?;
+    let (section_offset, _) = section.file_range()?;
+    symbol
+        .address()
+        .checked_sub(section.address())?
+        .checked_add(section_offset)
+}
+
+/// Returns whether a file name looks like a TLS library that the open probes report.
+pub fn is_library_name(name: &[u8]) -> bool {
+    name.starts_with(b"libssl") || name.starts_with(b"libgnutls")
+}
+
+/// The library file names the open probes match, so that a process loading one is inspected.
+pub const LIBRARY_NAMES: &[&str] = &[
+    "libssl.so",
+    "libssl.so.3",
+    "libssl.so.1.1",
+    "libssl.so.1.0.0",
+    "libssl.so.1.0.2",
+    "libssl.so.10",
+    "libgnutls.so.30",
+    "libgnutls.so.28",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_library(name: &str) -> Option<std::path::PathBuf> {
+        let arch = std::env::consts::ARCH;
+        [
+            format!("/usr/lib/{arch}-linux-gnu/{name}"),
+            format!("/lib/{arch}-linux-gnu/{name}"),
+            format!("/usr/lib64/{name}"),
+        ]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|path| path.exists())
+    }
+
+    #[test]
+    fn host_openssl_is_recognised_with_its_hooks() {
+        let Some(path) = host_library("libssl.so.3") else {
+            eprintln!("no libssl.so.3 on this host; skipped");
+            return;
+        };
+        let library = inspect(&path).unwrap().expect("libssl is a TLS library");
+        assert_eq!(library.kind, LibraryKind::OpenSsl);
+        let symbols: Vec<_> = library.hooks.iter().map(|hook| hook.symbol).collect();
+        for symbol in ["SSL_ctrl", "SSL_do_handshake", "SSL_connect", "SSL_free"] {
+            assert!(
+                symbols.contains(&symbol),
+                "{symbol} missing from {symbols:?}"
+            );
+        }
+        assert!(library.hooks.iter().all(|hook| hook.offset > 0));
+    }
+
+    #[test]
+    fn host_gnutls_is_recognised() {
+        let Some(path) = host_library("libgnutls.so.30") else {
+            eprintln!("no libgnutls.so.30 on this host; skipped");
+            return;
+        };
+        let library = inspect(&path).unwrap().expect("libgnutls is a TLS library");
+        assert_eq!(library.kind, LibraryKind::GnuTls);
+        assert!(
+            library
+                .hooks
+                .iter()
+                .any(|hook| hook.symbol == "gnutls_server_name_set")
+        );
+        assert!(library.hooks.iter().all(|hook| hook.flags == 0));
+    }
+
+    #[test]
+    fn other_files_are_not_libraries() {
+        let own = std::env::current_exe().unwrap();
+        assert_eq!(inspect(&own).unwrap(), None);
+        assert!(inspect_bytes(b"not an ELF file").is_err());
+        let error = inspect(Path::new("/nonexistent/libssl.so.3")).unwrap_err();
+        assert!(error.contains("/nonexistent/libssl.so.3"), "{error}");
+    }
+
+    #[test]
+    fn library_names_are_recognised() {
+        assert!(is_library_name(b"libssl.so.3"));
+        assert!(is_library_name(b"libgnutls.so.30"));
+        assert!(!is_library_name(b"libcrypto.so.3"));
+    }
+}
