@@ -1,6 +1,6 @@
 //! Records of the TLS library uprobes.
 //!
-//! Each probe is attached with a cookie that tells the program which function it is on, which
+//! Each probe is attached with a cookie that names the function it is on, which
 //! library it belongs to and how to read it; see [`cookie`]. The programs only copy the
 //! function's arguments or return value and never touch payload buffers. The daemon turns the
 //! sequence of calls on one session (name set, handshake calls, free) into one handshake event.
@@ -72,7 +72,7 @@ pub mod cookie {
 
 /// The record carries a server name in `name`.
 pub const TLS_HAS_NAME: u16 = 1 << 0;
-/// The record is from a function's return probe and `result` holds its return value.
+/// The record is from a function's return probe and `result` contains its return value.
 pub const TLS_RETURN: u16 = 1 << 1;
 /// The server name was longer than [`SERVER_NAME_LEN`] - 1 bytes and was cut.
 pub const TLS_NAME_TRUNCATED: u16 = 1 << 2;

@@ -2,7 +2,7 @@
 //! `sock:inet_sock_set_state`.
 //!
 //! Kernel interface: the cgroup programs (Linux 4.17+) run in the calling task before the
-//! connect, so they see the peer the process asked for; they only observe and always allow.
+//! connect, so they see the peer the process asked for. They only observe and always allow.
 //! The outcome comes from two places. A blocking connect, or one that fails at once, returns
 //! it from the system call. A non-blocking connect returns `EINPROGRESS`; its outcome is the
 //! TCP state change from `SYN_SENT` to `ESTABLISHED` or `CLOSE` (with `sk_err`), which may come
@@ -169,7 +169,8 @@ fn is_excluded(settings: &NetworkSettings, peer: &Peer) -> bool {
     false
 }
 
-/// The peer address as IPv6, IPv4 mapped into `::ffff:0:0/96`, as the exclusion trie stores it.
+/// Returns the peer address as IPv6, with IPv4 mapped into `::ffff:0:0/96` as the exclusion
+/// trie stores it.
 #[inline(always)]
 fn mapped_address(peer: &Peer) -> [u8; 16] {
     if peer.family != AF_INET {
@@ -252,7 +253,7 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), ()> {
         emit(&done);
     } else {
         // NOTE: a state change on another CPU between the check above and this store is not
-        // seen, and the connect is then never sent; the window is a few instructions wide.
+        // seen, so the connect is never sent. The window is a few instructions wide.
         state.flags |= CONNECT_STATE_WAITING;
     }
     Ok(())

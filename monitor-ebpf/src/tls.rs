@@ -2,7 +2,7 @@
 //!
 //! Kernel interface: uprobes and uretprobes (Linux 4.17+ for attaching by path through
 //! perf events) with attach cookies (Linux 5.15+). The daemon attaches the same few programs
-//! to many functions and libraries; the cookie says which function and library a hit is (see
+//! to many functions and libraries; the cookie names the function and library of each hit (see
 //! `monitor_common::tls::cookie`). The programs copy arguments and return values only: the
 //! server name string is the one user buffer they read, and no payload is touched.
 

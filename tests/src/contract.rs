@@ -103,6 +103,8 @@ mod tests {
         for section in [
             "resource",
             "credwatch.credential.access",
+            "credwatch.network.connect",
+            "credwatch.tls.handshake",
             "credwatch.monitor.health",
         ] {
             let attributes = documented(section);

@@ -341,7 +341,8 @@ impl Daemon {
         self.emit(event);
     }
 
-    /// A process opened a file named like a TLS library: attach to it before it is used.
+    /// Attaches the TLS probes to a file named like a TLS library that a process opened, before
+    /// the process uses it.
     fn library_opened(&mut self, open: &OpenEvent, ebpf: &mut Ebpf) {
         if open.result < 0 {
             return;

@@ -42,7 +42,7 @@ pub struct ConnectEvent {
 /// One call of a TLS library function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsCall {
-    /// Which function, one of `monitor_common::tls::function`.
+    /// The function number, one of `monitor_common::tls::function`.
     pub function: u8,
     /// Process id.
     pub pid: u32,

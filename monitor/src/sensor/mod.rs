@@ -192,7 +192,7 @@ pub struct Sensor {
     pub tls_loaded: bool,
 }
 
-/// What the sensor watches besides credential files.
+/// Settings of the sensor's features besides credential files.
 pub struct SensorOptions<'a> {
     /// Outbound connections.
     pub network: &'a NetworkConfig,
@@ -266,7 +266,7 @@ fn add_library_entries(entries: &mut KernelEntries) {
     }
 }
 
-/// The connection programs' settings: configuration and the field offsets they read.
+/// Builds the connection programs' settings: configuration and the field offsets they read.
 fn network_settings(config: &NetworkConfig, tracefs: &Tracefs, btf: &KernelBtf) -> NetworkSettings {
     let mut settings = NetworkSettings::disabled();
     if !config.enabled {

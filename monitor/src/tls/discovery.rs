@@ -24,8 +24,8 @@ fn library_directories() -> Vec<PathBuf> {
     .collect()
 }
 
-/// The TLS libraries installed on the host, one canonical path per file (symbolic links and
-/// the `/lib` to `/usr/lib` merge give one file several names).
+/// Lists the TLS libraries installed on the host, one canonical path per file, because
+/// symbolic links and the `/lib` to `/usr/lib` merge give one file several names.
 pub fn host_libraries() -> Vec<PathBuf> {
     let mut seen = BTreeSet::new();
     let mut found = Vec::new();
@@ -42,7 +42,7 @@ pub fn host_libraries() -> Vec<PathBuf> {
     found
 }
 
-/// Process ids in `/proc`.
+/// Lists the process ids in `/proc`.
 pub fn pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -52,8 +52,8 @@ pub fn pids() -> Vec<u32> {
         .collect()
 }
 
-/// The files named like TLS libraries in a process's memory map, as paths in the process's
-/// mount namespace, or `None` when the process is gone.
+/// Lists the files named like TLS libraries in a process's memory map, as paths in the
+/// process's mount namespace, or `None` when the process is gone.
 pub fn mapped_libraries(pid: u32) -> Option<Vec<PathBuf>> {
     let maps = std::fs::read(format!("/proc/{pid}/maps")).ok()?;
     Some(libraries_in_maps(&maps))
@@ -77,7 +77,7 @@ pub fn libraries_in_maps(maps: &[u8]) -> Vec<PathBuf> {
     found.into_iter().collect()
 }
 
-/// `path` as seen from the process's root directory, through `/proc/PID/root`.
+/// Returns `path` as seen from the process's root directory, through `/proc/PID/root`.
 pub fn in_process_root(pid: u32, path: &Path) -> PathBuf {
     let relative = path.strip_prefix("/").unwrap_or(path);
     Path::new("/proc")

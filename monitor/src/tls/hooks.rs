@@ -5,7 +5,7 @@
 //! through `/proc/PID/root`, so a library inside a container's mount namespace is reached
 //! without entering it, and the probes are attached through `/proc/self/fd/N` of that open
 //! file, so the file cannot be swapped between inspection and attachment. A file stays
-//! attached while a process that was seen using it runs; libraries found on the host at start
+//! attached while a process that was seen using it runs. Libraries found on the host at start
 //! stay attached until the daemon stops.
 
 use std::{
@@ -30,15 +30,15 @@ use super::{
     library::{self, LibraryKind},
 };
 
-/// Files known not to be TLS libraries, kept at most; the set is cleared when full.
+/// Maximum number of files remembered as not TLS libraries; the set is cleared when full.
 const MAX_NOT_TLS: usize = 65_536;
-/// Processes waiting for their first inspection, kept at most.
+/// Maximum number of processes waiting for their first inspection.
 const MAX_QUEUED: usize = 16_384;
 
 /// A file's identity: device and inode.
 type FileId = (u64, u64);
 
-/// What is known about an attached library, for the handshake events.
+/// Facts about an attached library, for the handshake events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LibraryInfo {
     /// The implementation.

@@ -3,7 +3,7 @@
 //! A file is a TLS library when its dynamic symbol table defines the handshake function of
 //! OpenSSL (`SSL_do_handshake`) or GnuTLS (`gnutls_handshake`). This covers the shared
 //! libraries and executables that link OpenSSL or BoringSSL statically and export its symbols.
-//! BoringSSL is told from OpenSSL by its real `SSL_set_tlsext_host_name` function, which is a
+//! BoringSSL is distinguished from OpenSSL by its real `SSL_set_tlsext_host_name` function, which is a
 //! macro over `SSL_ctrl` in OpenSSL.
 
 use std::path::Path;
@@ -33,7 +33,7 @@ impl LibraryKind {
     }
 }
 
-/// How a program is attached to a function.
+/// One program attachment: the function, the program and the cookie flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hook {
     /// The exported symbol.
@@ -58,92 +58,92 @@ pub struct Library {
 }
 
 /// One function credwatch hooks: its symbol, the program(s) and the function number.
-struct Wanted {
+struct HookedFunction {
     symbol: &'static str,
     programs: &'static [&'static str],
     function: u8,
 }
 
-const OPENSSL: &[Wanted] = &[
-    Wanted {
+const OPENSSL: &[HookedFunction] = &[
+    HookedFunction {
         symbol: "SSL_ctrl",
         programs: &["tls_name_ctrl"],
         function: function::SSL_CTRL,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_set_tlsext_host_name",
         programs: &["tls_name_string"],
         function: function::SSL_SET_HOST_NAME,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_do_handshake",
         programs: &["tls_call", "tls_return"],
         function: function::SSL_DO_HANDSHAKE,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_connect",
         programs: &["tls_call", "tls_return"],
         function: function::SSL_CONNECT,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_set_connect_state",
         programs: &["tls_mark"],
         function: function::SSL_SET_CONNECT_STATE,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_set_accept_state",
         programs: &["tls_mark"],
         function: function::SSL_SET_ACCEPT_STATE,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_read",
         programs: &["tls_io_call", "tls_return"],
         function: function::SSL_READ,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_read_ex",
         programs: &["tls_io_call", "tls_return"],
         function: function::SSL_READ,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_peek",
         programs: &["tls_io_call", "tls_return"],
         function: function::SSL_READ,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_write",
         programs: &["tls_io_call", "tls_return"],
         function: function::SSL_WRITE,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_write_ex",
         programs: &["tls_io_call", "tls_return"],
         function: function::SSL_WRITE,
     },
-    Wanted {
+    HookedFunction {
         symbol: "SSL_free",
         programs: &["tls_mark"],
         function: function::SSL_FREE,
     },
 ];
 
-const GNUTLS: &[Wanted] = &[
-    Wanted {
+const GNUTLS: &[HookedFunction] = &[
+    HookedFunction {
         symbol: "gnutls_server_name_set",
         programs: &["tls_name_gnutls"],
         function: function::GNUTLS_SERVER_NAME_SET,
     },
-    Wanted {
+    HookedFunction {
         symbol: "gnutls_handshake",
         programs: &["tls_call", "tls_return"],
         function: function::GNUTLS_HANDSHAKE,
     },
-    Wanted {
+    HookedFunction {
         symbol: "gnutls_init",
         programs: &["tls_call", "tls_return"],
         function: function::GNUTLS_INIT,
     },
-    Wanted {
+    HookedFunction {
         symbol: "gnutls_deinit",
         programs: &["tls_mark"],
         function: function::GNUTLS_DEINIT,
@@ -189,7 +189,7 @@ fn inspect_data<'data, R: object::ReadRef<'data>>(
         }
     }
 
-    let (kind, wanted) = if exported.contains_key("SSL_do_handshake") {
+    let (kind, functions) = if exported.contains_key("SSL_do_handshake") {
         let kind = if exported.contains_key("SSL_set_tlsext_host_name") {
             LibraryKind::BoringSsl
         } else {
@@ -209,7 +209,7 @@ fn inspect_data<'data, R: object::ReadRef<'data>>(
     };
 
     let mut hooks = Vec::new();
-    for want in wanted {
+    for want in functions {
         let Some(&offset) = exported.get(want.symbol) else {
             continue;
         };

@@ -3,8 +3,8 @@
 //! The library probes send single calls: a server name set, each return of a handshake
 //! function, the role, the end of the session. A non-blocking client calls the handshake
 //! function many times, and OpenSSL's `-1` means "call again" as often as "failed", so the
-//! outcome is decided here: success at the first successful return; failure at a fatal GnuTLS
-//! code, or when the session ends (freed, or its process exits) without a success.
+//! outcome is decided here. A handshake succeeds at the first successful return. It fails at a
+//! fatal GnuTLS code, or when the session ends (freed, or its process exits) without success.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -24,7 +24,7 @@ const GNUTLS_SERVER: u64 = 1;
 /// `GNUTLS_E_INTERRUPTED`, `GNUTLS_E_WARNING_ALERT_RECEIVED`, `GNUTLS_E_GOT_APPLICATION_DATA`.
 const GNUTLS_RETRY: &[i64] = &[-28, -52, -16, -38];
 
-/// Which side of the connection a session is.
+/// The side of the connection a session is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Not known: the process never called a role function that credwatch hooks.
@@ -35,7 +35,7 @@ pub enum Role {
     Server,
 }
 
-/// How a handshake ended.
+/// The end of a handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The handshake completed.
@@ -76,7 +76,7 @@ pub struct Handshake {
     pub server_name_truncated: bool,
     /// The peer of the thread's last connect.
     pub peer: Option<(IpAddr, u16)>,
-    /// How it ended.
+    /// The end of the handshake.
     pub outcome: Outcome,
     /// Wire protocol version, when read.
     pub version: Option<u16>,
@@ -168,7 +168,7 @@ pub struct SessionStats {
 pub struct Sessions {
     sessions: HashMap<(u32, u64), Session>,
     order: VecDeque<(u32, u64)>,
-    /// What the tracker did.
+    /// Counts of what the tracker did.
     pub stats: SessionStats,
 }
 
@@ -298,7 +298,12 @@ fn handshake_return(session: &mut Session, call: &TlsCall) -> Option<Handshake> 
     session.calls += 1;
     session.tid = call.tid;
     session.last_result = result;
-    session.last_function = call.function;
+    // An explicit handshake call names the outcome better than a later read or write, which
+    // some clients make on a failed session while shutting it down.
+    let implicit = matches!(call.function, function::SSL_READ | function::SSL_WRITE);
+    if !implicit || session.last_function == 0 {
+        session.last_function = call.function;
+    }
     if call.peer.is_some() {
         session.peer = call.peer;
     }
@@ -419,7 +424,7 @@ mod tests {
     }
 
     #[test]
-    fn openssl_failure_is_reported_when_the_session_is_freed() {
+    fn openssl_failure_reported_at_free() {
         let mut sessions = Sessions::default();
         sessions.handle(&call(function::SSL_SET_CONNECT_STATE, 9));
         assert_eq!(
@@ -459,7 +464,7 @@ mod tests {
     }
 
     #[test]
-    fn gnutls_fatal_code_fails_at_once_and_retry_codes_wait() {
+    fn gnutls_fatal_and_retry_codes() {
         let mut sessions = Sessions::default();
         let init = TlsCall {
             argument: 2,
@@ -510,7 +515,7 @@ mod tests {
     }
 
     #[test]
-    fn the_table_is_bounded() {
+    fn sessions_table_is_bounded() {
         let mut sessions = Sessions::default();
         for session in 0..(MAX_SESSIONS as u64 + 10) {
             sessions.handle(&named(session, "a.example.test"));
