@@ -34,11 +34,12 @@ pub mod function {
     pub const GNUTLS_INIT: u8 = 10;
     /// `gnutls_deinit(session)`: the session ends.
     pub const GNUTLS_DEINIT: u8 = 11;
-    /// `SSL_read`, `SSL_read_ex` or `SSL_peek` on a client session whose handshake has not
-    /// finished: OpenSSL runs the handshake inside them when the program never calls
+    /// Entry of `SSL_read`, `SSL_read_ex` or `SSL_peek` on a client session whose handshake
+    /// has not finished: OpenSSL runs the handshake inside them when the program never calls
     /// `SSL_connect` or `SSL_do_handshake` (as `openssl s_client` does).
     pub const SSL_READ: u8 = 12;
-    /// `SSL_write` or `SSL_write_ex` on a client session whose handshake has not finished.
+    /// Entry of `SSL_write` or `SSL_write_ex` on a client session whose handshake has not
+    /// finished.
     pub const SSL_WRITE: u8 = 13;
     /// The largest function number.
     pub const LAST: u8 = SSL_WRITE;
@@ -76,6 +77,9 @@ pub const TLS_HAS_NAME: u16 = 1 << 0;
 pub const TLS_RETURN: u16 = 1 << 1;
 /// The server name was longer than [`SERVER_NAME_LEN`] - 1 bytes and was cut.
 pub const TLS_NAME_TRUNCATED: u16 = 1 << 2;
+/// The library keeps the protocol version where the programs read it, so a `version` of 0
+/// or outside SSL 3.0 to TLS 1.3 means none was negotiated yet.
+pub const TLS_VERSION_READABLE: u16 = 1 << 3;
 
 /// One call of a TLS library function.
 #[repr(C)]

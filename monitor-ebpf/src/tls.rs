@@ -22,7 +22,7 @@ use monitor_common::{
     record::kind,
     tls::{
         CallArguments, CallKey, SERVER_NAME_LEN, SessionKey, TLS_HAS_NAME, TLS_NAME_TRUNCATED,
-        TLS_RETURN, TlsRecord, cookie, function,
+        TLS_RETURN, TLS_VERSION_READABLE, TlsRecord, cookie, function,
     },
 };
 
@@ -81,21 +81,62 @@ pub fn tls_call(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Entry of `SSL_read` or `SSL_write`: like `tls_call`, but only for a client session whose
-/// handshake has not finished, because these run for every record of every session.
+/// Entry of `SSL_read` or `SSL_write` on a client session whose handshake has not finished.
+/// These run for every record of every session, so an established session costs a map lookup
+/// and nothing more, and no return probe is attached: a uretprobe would cost every call.
+/// Where the library keeps the protocol version at the start of `SSL`, a negotiated version at
+/// entry means an earlier call finished the handshake, and the session leaves the map.
+/// Otherwise the session leaves the map after its first reported call.
 #[uprobe]
 pub fn tls_io_call(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    let session: u64 = ctx.arg(0).unwrap_or(0);
     let key = SessionKey {
         tgid: pid_tgid >> 32,
-        session: ctx.arg(0).unwrap_or(0),
+        session,
     };
     // SAFETY: the value is only tested for presence.
     if unsafe { TLS_HANDSHAKING.get(&key) }.is_none() {
         return 0;
     }
-    save_arguments(&ctx, pid_tgid);
+    let cookie = cookie_of(&ctx);
+    let version = read_version(cookie, session);
+    if cookie & cookie::VERSION_AT_START == 0 || is_negotiated(version) {
+        let _ = TLS_HANDSHAKING.remove(&key);
+    }
+    let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
+        count(counters::RINGBUF_FULL);
+        return 0;
+    };
+    // SAFETY: as in tls_mark.
+    let record = unsafe { &mut *entry.as_mut_ptr() };
+    fill(record, pid_tgid, cookie, session);
+    record.version = version;
+    if let Some(peer) = LAST_PEER.get_ptr(&pid_tgid) {
+        // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
+        record.peer = unsafe { *peer };
+    }
+    entry.submit(0);
+    count(counters::RECORDS_EMITTED);
     0
+}
+
+/// Reads the protocol version from the start of the `SSL` object when the cookie says the
+/// library keeps it there; 0 otherwise.
+#[inline(always)]
+fn read_version(cookie: u64, session: u64) -> u32 {
+    if cookie & cookie::VERSION_AT_START == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_probe_read_user checks the user address and fails instead of faulting.
+    unsafe { bpf_probe_read_user(session as *const i32) }.unwrap_or(0) as u32
+}
+
+/// Returns whether a version read from `SSL` is a negotiated SSL 3.0 to TLS 1.3 version,
+/// not the "any version" placeholder a session starts with.
+#[inline(always)]
+fn is_negotiated(version: u32) -> bool {
+    (0x0300..=0x0304).contains(&version)
 }
 
 #[inline(always)]
@@ -137,6 +178,11 @@ pub fn tls_mark(ctx: ProbeContext) -> u32 {
     // this program until it is submitted.
     let record = unsafe { &mut *record };
     fill(record, pid_tgid, cookie, session);
+    if (cookie & cookie::FUNCTION_MASK) as u8 == function::SSL_FREE {
+        // A session freed without an explicit handshake call may still have finished one
+        // inside a read or write; the version tells.
+        record.version = read_version(cookie, session);
+    }
     entry.submit(0);
     count(counters::RECORDS_EMITTED);
     0
@@ -198,7 +244,7 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
         arguments.first
     };
     fill(record, pid_tgid, cookie, session);
-    record.flags = TLS_RETURN;
+    record.flags |= TLS_RETURN;
     record.result = result;
     record.argument = arguments.second;
     if result > 0 && is_openssl_handshake(function) {
@@ -207,10 +253,8 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
             session,
         });
     }
-    if result > 0 && cookie & cookie::VERSION_AT_START != 0 {
-        // SAFETY: as above; the address is the SSL object the library just used.
-        let version = unsafe { bpf_probe_read_user(session as *const i32) }.unwrap_or(0);
-        record.version = version as u32;
+    if result > 0 {
+        record.version = read_version(cookie, session);
     }
     if let Some(peer) = LAST_PEER.get_ptr(&pid_tgid) {
         // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
@@ -312,6 +356,9 @@ fn fill(record: &mut TlsRecord, pid_tgid: u64, cookie: u64, session: u64) {
     record.flags = 0;
     record.name_len = 0;
     record.library = (cookie >> cookie::LIBRARY_SHIFT) as u32;
+    if cookie & cookie::VERSION_AT_START != 0 {
+        record.flags = TLS_VERSION_READABLE;
+    }
     record.version = 0;
     record.result = 0;
     record.session = session;

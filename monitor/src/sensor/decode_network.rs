@@ -9,7 +9,10 @@ use std::{
 use monitor_common::{
     network::{AF_INET, AF_INET6, CONNECT_ASYNC, CONNECT_OUTCOME_UNKNOWN, ConnectRecord, Peer},
     record::kind,
-    tls::{SERVER_NAME_LEN, TLS_HAS_NAME, TLS_NAME_TRUNCATED, TLS_RETURN, TlsRecord, function},
+    tls::{
+        SERVER_NAME_LEN, TLS_HAS_NAME, TLS_NAME_TRUNCATED, TLS_RETURN, TLS_VERSION_READABLE,
+        TlsRecord, function,
+    },
 };
 
 use super::decode::{DecodeError, check_len, read_u32, read_u64};
@@ -60,6 +63,9 @@ pub struct TlsCall {
     pub argument: u64,
     /// Wire protocol version, when read.
     pub version: Option<u16>,
+    /// The library keeps the version where the programs read it, so a missing `version`
+    /// means none was negotiated yet.
+    pub version_readable: bool,
     /// Server name bytes, for name records.
     pub name: Option<Vec<u8>>,
     /// The server name was cut.
@@ -150,6 +156,7 @@ pub fn decode_tls(bytes: &[u8]) -> Result<TlsCall, DecodeError> {
         result: (flags & TLS_RETURN != 0).then(|| u64_at(offset_of!(TlsRecord, result)) as i64),
         argument: u64_at(offset_of!(TlsRecord, argument)),
         version: u16::try_from(version).ok().filter(|version| *version != 0),
+        version_readable: flags & TLS_VERSION_READABLE != 0,
         name,
         name_truncated: flags & TLS_NAME_TRUNCATED != 0,
         peer,

@@ -21,7 +21,7 @@ pub fn handshake_event(
 ) -> Event {
     let time = context.clock.to_system_time(handshake.ended_ns);
     let severity = match handshake.outcome {
-        Outcome::Success => Severity::Info,
+        Outcome::Success | Outcome::Unknown => Severity::Info,
         Outcome::Failure(_) | Outcome::Abandoned(_) => Severity::Warn,
     };
     let mut event = Event::new(name::TLS_HANDSHAKE, severity, time);
@@ -50,13 +50,13 @@ pub fn handshake_event(
             .set("tls.protocol.version", text);
     }
     match handshake.outcome {
-        Outcome::Success => {}
+        Outcome::Success | Outcome::Unknown => {}
         Outcome::Failure(code) => {
             event.set("credwatch.tls.return_code", code);
         }
         Outcome::Abandoned(code) => {
             event
-                .set("credwatch.tls.return_code", code)
+                .set_some("credwatch.tls.return_code", code)
                 .set("credwatch.tls.failure", "ended_without_success");
         }
     }

@@ -97,27 +97,27 @@ const OPENSSL: &[HookedFunction] = &[
     },
     HookedFunction {
         symbol: "SSL_read",
-        programs: &["tls_io_call", "tls_return"],
+        programs: &["tls_io_call"],
         function: function::SSL_READ,
     },
     HookedFunction {
         symbol: "SSL_read_ex",
-        programs: &["tls_io_call", "tls_return"],
+        programs: &["tls_io_call"],
         function: function::SSL_READ,
     },
     HookedFunction {
         symbol: "SSL_peek",
-        programs: &["tls_io_call", "tls_return"],
+        programs: &["tls_io_call"],
         function: function::SSL_READ,
     },
     HookedFunction {
         symbol: "SSL_write",
-        programs: &["tls_io_call", "tls_return"],
+        programs: &["tls_io_call"],
         function: function::SSL_WRITE,
     },
     HookedFunction {
         symbol: "SSL_write_ex",
-        programs: &["tls_io_call", "tls_return"],
+        programs: &["tls_io_call"],
         function: function::SSL_WRITE,
     },
     HookedFunction {

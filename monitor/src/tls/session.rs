@@ -42,9 +42,12 @@ pub enum Outcome {
     Success,
     /// The handshake function returned a fatal error, with its return value.
     Failure(i64),
-    /// The session ended (freed or its process exited) before a successful handshake; the last
-    /// return value of the handshake function.
-    Abandoned(i64),
+    /// The session ended (freed or its process exited) before a successful handshake, with the
+    /// last return value of the handshake function when one was called.
+    Abandoned(Option<i64>),
+    /// The session ended after reads or writes that may have run the handshake, in a library
+    /// whose negotiated version cannot be read, so the outcome is not known.
+    Unknown,
 }
 
 impl Outcome {
@@ -53,6 +56,7 @@ impl Outcome {
         match self {
             Self::Success => "success",
             Self::Failure(_) | Self::Abandoned(_) => "failure",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -100,6 +104,10 @@ struct Session {
     server_name_truncated: bool,
     peer: Option<(IpAddr, u16)>,
     calls: u32,
+    /// Calls of `SSL_do_handshake`, `SSL_connect` or `gnutls_handshake`; the rest were reads
+    /// and writes that may have run the handshake inside.
+    explicit_calls: u32,
+    version_readable: bool,
     last_result: i64,
     last_function: u8,
     started_ns: u64,
@@ -119,6 +127,8 @@ impl Session {
             server_name_truncated: false,
             peer: None,
             calls: 0,
+            explicit_calls: 0,
+            version_readable: call.version_readable,
             last_result: 0,
             last_function: 0,
             started_ns: call.boot_ns,
@@ -178,7 +188,7 @@ impl Sessions {
         let key = (call.pid, call.session);
         if is_end(call.function) {
             let mut session = self.sessions.remove(&key)?;
-            return self.end(&mut session, call.boot_ns);
+            return self.end(&mut session, call.version, call.boot_ns);
         }
         if call.function == function::GNUTLS_INIT {
             // A new session, perhaps at the address of one freed without deinit.
@@ -202,7 +212,7 @@ impl Sessions {
         let mut finished = Vec::new();
         for key in keys {
             if let Some(mut session) = self.sessions.remove(&key)
-                && let Some(handshake) = self.end(&mut session, now_ns)
+                && let Some(handshake) = self.end(&mut session, None, now_ns)
             {
                 finished.push(handshake);
             }
@@ -221,7 +231,13 @@ impl Sessions {
         self.sessions.is_empty()
     }
 
-    fn end(&mut self, session: &mut Session, now_ns: u64) -> Option<Handshake> {
+    /// Ends a session; `version` is the one read at `SSL_free`, if any.
+    fn end(
+        &mut self,
+        session: &mut Session,
+        version: Option<u16>,
+        now_ns: u64,
+    ) -> Option<Handshake> {
         if session.calls == 0 {
             return None;
         }
@@ -229,7 +245,15 @@ impl Sessions {
             self.stats.server_handshakes += 1;
             return None;
         }
-        session.finish(Outcome::Abandoned(session.last_result), None, now_ns)
+        let negotiated = version.filter(|version| is_tls_version(*version));
+        let outcome = if negotiated.is_some() {
+            Outcome::Success
+        } else if session.explicit_calls == 0 && !session.version_readable {
+            Outcome::Unknown
+        } else {
+            Outcome::Abandoned((session.explicit_calls > 0).then_some(session.last_result))
+        };
+        session.finish(outcome, negotiated, now_ns)
     }
 
     fn session(&mut self, key: (u32, u64), call: &TlsCall) -> &mut Session {
@@ -281,13 +305,31 @@ fn apply(session: &mut Session, call: &TlsCall) -> Option<Handshake> {
             };
             None
         }
-        function::SSL_DO_HANDSHAKE
-        | function::SSL_CONNECT
-        | function::SSL_READ
-        | function::SSL_WRITE
-        | function::GNUTLS_HANDSHAKE => handshake_return(session, call),
+        function::SSL_DO_HANDSHAKE | function::SSL_CONNECT | function::GNUTLS_HANDSHAKE => {
+            handshake_return(session, call)
+        }
+        function::SSL_READ | function::SSL_WRITE => implicit_handshake(session, call),
         _ => None,
     }
+}
+
+/// Applies the entry of a read or write on a client session whose handshake is unfinished. A
+/// negotiated version at entry means an earlier call finished the handshake.
+fn implicit_handshake(session: &mut Session, call: &TlsCall) -> Option<Handshake> {
+    if session.calls == 0 {
+        session.started_ns = call.boot_ns;
+    }
+    session.calls += 1;
+    session.tid = call.tid;
+    session.role = Role::Client;
+    if session.last_function == 0 {
+        session.last_function = call.function;
+    }
+    if call.peer.is_some() {
+        session.peer = call.peer;
+    }
+    let version = call.version.filter(|version| is_tls_version(*version))?;
+    session.finish(Outcome::Success, Some(version), call.boot_ns)
 }
 
 fn handshake_return(session: &mut Session, call: &TlsCall) -> Option<Handshake> {
@@ -296,14 +338,10 @@ fn handshake_return(session: &mut Session, call: &TlsCall) -> Option<Handshake> 
         session.started_ns = call.boot_ns;
     }
     session.calls += 1;
+    session.explicit_calls += 1;
     session.tid = call.tid;
     session.last_result = result;
-    // An explicit handshake call names the outcome better than a later read or write, which
-    // some clients make on a failed session while shutting it down.
-    let implicit = matches!(call.function, function::SSL_READ | function::SSL_WRITE);
-    if !implicit || session.last_function == 0 {
-        session.last_function = call.function;
-    }
+    session.last_function = call.function;
     if call.peer.is_some() {
         session.peer = call.peer;
     }
@@ -316,9 +354,7 @@ fn handshake_return(session: &mut Session, call: &TlsCall) -> Option<Handshake> 
             code if GNUTLS_RETRY.contains(&code) => return None,
             code => Outcome::Failure(code),
         }
-    } else if result > 0 {
-        // 1 from SSL_do_handshake, SSL_connect and the `_ex` functions; a byte count from
-        // SSL_read and SSL_write, which only return data once the handshake is done.
+    } else if result == 1 {
         Outcome::Success
     } else {
         return None;
@@ -367,6 +403,7 @@ mod tests {
             result: None,
             argument: 0,
             version: None,
+            version_readable: true,
             name: None,
             name_truncated: false,
             peer: None,
@@ -432,7 +469,7 @@ mod tests {
             None
         );
         let handshake = sessions.handle(&call(function::SSL_FREE, 9)).unwrap();
-        assert_eq!(handshake.outcome, Outcome::Abandoned(-1));
+        assert_eq!(handshake.outcome, Outcome::Abandoned(Some(-1)));
         assert_eq!(handshake.outcome.as_str(), "failure");
     }
 
@@ -443,9 +480,61 @@ mod tests {
         sessions.handle(&named(2, "no-handshake.example.test"));
         let finished = sessions.end_process(100, 5_000);
         assert_eq!(finished.len(), 1);
-        assert_eq!(finished[0].outcome, Outcome::Abandoned(0));
+        assert_eq!(finished[0].outcome, Outcome::Abandoned(Some(0)));
         assert_eq!(finished[0].ended_ns, 5_000);
         assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn implicit_handshake_succeeds_at_negotiated_version() {
+        let mut sessions = Sessions::default();
+        sessions.handle(&call(function::SSL_SET_CONNECT_STATE, 11));
+        sessions.handle(&named(11, "s.example.test"));
+        let first_write = TlsCall {
+            version: None,
+            ..call(function::SSL_WRITE, 11)
+        };
+        assert_eq!(sessions.handle(&first_write), None);
+        let next_read = TlsCall {
+            version: Some(0x0303),
+            ..call(function::SSL_READ, 11)
+        };
+        let handshake = sessions
+            .handle(&next_read)
+            .expect("the negotiated version finishes it");
+        assert_eq!(handshake.outcome, Outcome::Success);
+        assert_eq!(handshake.version, Some(0x0303));
+        assert_eq!(handshake.function, function::SSL_WRITE);
+    }
+
+    #[test]
+    fn implicit_handshake_decided_at_free() {
+        let mut sessions = Sessions::default();
+        sessions.handle(&call(function::SSL_WRITE, 12));
+        let free = TlsCall {
+            version: Some(0x0304),
+            ..call(function::SSL_FREE, 12)
+        };
+        let handshake = sessions.handle(&free).unwrap();
+        assert_eq!(handshake.outcome, Outcome::Success);
+
+        sessions.handle(&call(function::SSL_WRITE, 13));
+        let handshake = sessions.handle(&call(function::SSL_FREE, 13)).unwrap();
+        assert_eq!(handshake.outcome, Outcome::Abandoned(None));
+        assert_eq!(handshake.outcome.as_str(), "failure");
+    }
+
+    #[test]
+    fn implicit_handshake_unknown_without_version() {
+        let mut sessions = Sessions::default();
+        let write = TlsCall {
+            version_readable: false,
+            ..call(function::SSL_WRITE, 14)
+        };
+        sessions.handle(&write);
+        let handshake = sessions.handle(&call(function::SSL_FREE, 14)).unwrap();
+        assert_eq!(handshake.outcome, Outcome::Unknown);
+        assert_eq!(handshake.outcome.as_str(), "unknown");
     }
 
     #[test]
