@@ -313,6 +313,51 @@ mod tests {
     }
 
     #[test]
+    fn network_and_tls_defaults() {
+        let config = parse("").unwrap();
+        assert!(config.network.enabled);
+        assert_eq!(config.network.dedup_window, Duration::from_secs(60));
+        assert!(config.network.exclude_networks.is_empty());
+        assert!(config.tls.enabled);
+        assert_eq!(config.tls.inspect_delay, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn network_exclusions_parse() {
+        let config = parse(
+            "network:\n  dedup_window: 0s\n  exclude_networks: [10.0.0.0/8, \"fd00::/8\"]\n  exclude_ports: [53, 443]\n",
+        )
+        .unwrap();
+        assert!(config.network.dedup_window.is_zero());
+        let networks = config.network.excluded_networks();
+        assert_eq!(networks.len(), 2);
+        assert_eq!(networks[0].to_string(), "10.0.0.0/8");
+        assert_eq!(config.network.exclude_ports, vec![53, 443]);
+    }
+
+    #[test]
+    fn network_bad_cidr_names_key_and_fix() {
+        let error = parse("network:\n  exclude_networks: [192.168.0.0/16, 10.1.2.3/8]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("network.exclude_networks[1]"), "{error}");
+        assert!(error.contains("10.1.2.3/8"), "{error}");
+        assert!(error.contains("`10.0.0.0/8`"), "{error}");
+    }
+
+    #[test]
+    fn network_port_zero_is_rejected() {
+        let error = parse("network:\n  exclude_ports: [0]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("network.exclude_ports[0]"), "{error}");
+        let error = parse("network:\n  exclude_ports: [70000]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("70000"), "{error}");
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
