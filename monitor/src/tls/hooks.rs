@@ -111,7 +111,7 @@ impl TlsHooks {
     /// load these, and a process that loads one before the daemon sees it is still covered.
     pub fn attach_host_libraries(&mut self, ebpf: &mut Ebpf) {
         for path in discovery::host_libraries() {
-            match File::open(&path) {
+            match open_regular(&path) {
                 Ok(file) => self.attach_file(ebpf, file, &path.to_string_lossy(), None),
                 Err(error) => {
                     tracing::debug!(path = %path.display(), %error, "cannot open host TLS library")
@@ -159,7 +159,7 @@ impl TlsHooks {
             return;
         }
         let in_root = discovery::in_process_root(pid, path);
-        match File::open(&in_root) {
+        match open_regular(&in_root) {
             Ok(file) => self.attach_file(ebpf, file, &path.to_string_lossy(), Some(pid)),
             Err(error) => {
                 tracing::debug!(pid, path = %path.display(), %error, "cannot open a library the process opened")
@@ -199,12 +199,12 @@ impl TlsHooks {
             return;
         };
         for path in paths {
-            if let Ok(file) = File::open(discovery::in_process_root(pid, &path)) {
+            if let Ok(file) = open_regular(&discovery::in_process_root(pid, &path)) {
                 self.attach_file(ebpf, file, &path.to_string_lossy(), Some(pid));
             }
         }
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        if let Ok(file) = File::open(&exe) {
+        if let Ok(file) = open_regular(&exe) {
             let shown = std::fs::read_link(&exe).unwrap_or(exe);
             self.attach_file(ebpf, file, &shown.to_string_lossy(), Some(pid));
         }
@@ -224,7 +224,7 @@ impl TlsHooks {
             }
             return;
         }
-        if self.not_tls.contains(&id) || !metadata.is_file() {
+        if self.not_tls.contains(&id) {
             return;
         }
         let library = match library::inspect_file(&file) {
@@ -301,6 +301,27 @@ impl TlsHooks {
     }
 }
 
+/// Opens a regular file for reading. Anything else is rejected before it is opened, and the
+/// open does not block, so a FIFO or device named like a library cannot stall the daemon.
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let not_regular =
+        || std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    // The path may have been replaced between the check and the open.
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
+}
+
 fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, ProgramError> {
     let program = ebpf
         .program_mut(name)
@@ -323,5 +344,29 @@ fn detach(ebpf: &mut Ebpf, attachment: Attachment) {
         if let Err(error) = result {
             tracing::warn!(program, %error, "failed to detach a TLS probe");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_regular_rejects_fifos_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("libssl.so.3");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `name` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let error = open_regular(&fifo).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(open_regular(Path::new("/dev/null")).is_err());
+        assert!(open_regular(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn open_regular_opens_files() {
+        let own = std::env::current_exe().unwrap();
+        assert!(open_regular(&own).unwrap().metadata().unwrap().is_file());
     }
 }
