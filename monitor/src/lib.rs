@@ -16,5 +16,6 @@ pub mod export;
 pub mod network;
 pub mod process;
 pub mod sensor;
+pub mod store;
 pub mod tls;
 pub mod workload;
