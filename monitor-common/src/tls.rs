@@ -34,12 +34,11 @@ pub mod function {
     pub const GNUTLS_INIT: u8 = 10;
     /// `gnutls_deinit(session)`: the session ends.
     pub const GNUTLS_DEINIT: u8 = 11;
-    /// Entry of `SSL_read`, `SSL_read_ex` or `SSL_peek` on a client session whose handshake
-    /// has not finished: OpenSSL runs the handshake inside them when the program never calls
+    /// `SSL_read`, `SSL_read_ex` or `SSL_peek` on a client session whose handshake has not
+    /// finished: OpenSSL runs the handshake inside them when the program never calls
     /// `SSL_connect` or `SSL_do_handshake` (as `openssl s_client` does).
     pub const SSL_READ: u8 = 12;
-    /// Entry of `SSL_write` or `SSL_write_ex` on a client session whose handshake has not
-    /// finished.
+    /// `SSL_write` or `SSL_write_ex` on a client session whose handshake has not finished.
     pub const SSL_WRITE: u8 = 13;
     /// The largest function number.
     pub const LAST: u8 = SSL_WRITE;
@@ -62,12 +61,21 @@ pub mod cookie {
     /// Read the negotiated protocol version from the first `int` of the `SSL` object after a
     /// successful handshake (OpenSSL 1.1.x, 3.0.x and 3.1.x keep `version` there).
     pub const VERSION_AT_START: u64 = 1 << 8;
+    /// Bits 16..32: one more than the offset of `statem.in_init` in the `SSL` object, or 0
+    /// when it is not known. `in_init` is 0 once a handshake has finished successfully.
+    pub const IN_INIT_SHIFT: u32 = 16;
+    /// Mask of the `in_init` field after shifting.
+    pub const IN_INIT_MASK: u64 = 0xffff;
     /// Bits 32..64: the daemon's number for the library file.
     pub const LIBRARY_SHIFT: u32 = 32;
 
-    /// Builds a cookie.
-    pub const fn new(function: u8, flags: u64, library: u32) -> u64 {
-        function as u64 | flags | ((library as u64) << LIBRARY_SHIFT)
+    /// Builds a cookie; `in_init` is the offset of `statem.in_init`, when known.
+    pub const fn new(function: u8, flags: u64, in_init: Option<u16>, library: u32) -> u64 {
+        let in_init = match in_init {
+            Some(offset) if offset < u16::MAX => (offset as u64 + 1) << IN_INIT_SHIFT,
+            _ => 0,
+        };
+        function as u64 | flags | in_init | ((library as u64) << LIBRARY_SHIFT)
     }
 }
 
@@ -77,9 +85,10 @@ pub const TLS_HAS_NAME: u16 = 1 << 0;
 pub const TLS_RETURN: u16 = 1 << 1;
 /// The server name was longer than [`SERVER_NAME_LEN`] - 1 bytes and was cut.
 pub const TLS_NAME_TRUNCATED: u16 = 1 << 2;
-/// The library keeps the protocol version where the programs read it, so a `version` of 0
-/// or outside SSL 3.0 to TLS 1.3 means none was negotiated yet.
-pub const TLS_VERSION_READABLE: u16 = 1 << 3;
+/// The program read the session's `in_init` field: [`TLS_HANDSHAKE_DONE`] is meaningful.
+pub const TLS_STATE_KNOWN: u16 = 1 << 3;
+/// `in_init` was 0: the session's handshake has finished successfully.
+pub const TLS_HANDSHAKE_DONE: u16 = 1 << 4;
 
 /// One call of a TLS library function.
 #[repr(C)]

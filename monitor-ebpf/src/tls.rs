@@ -21,8 +21,8 @@ use monitor_common::{
     network::Peer,
     record::kind,
     tls::{
-        CallArguments, CallKey, SERVER_NAME_LEN, SessionKey, TLS_HAS_NAME, TLS_NAME_TRUNCATED,
-        TLS_RETURN, TLS_VERSION_READABLE, TlsRecord, cookie, function,
+        CallArguments, CallKey, SERVER_NAME_LEN, SessionKey, TLS_HANDSHAKE_DONE, TLS_HAS_NAME,
+        TLS_NAME_TRUNCATED, TLS_RETURN, TLS_STATE_KNOWN, TlsRecord, cookie, function,
     },
 };
 
@@ -82,11 +82,11 @@ pub fn tls_call(ctx: ProbeContext) -> u32 {
 }
 
 /// Entry of `SSL_read` or `SSL_write` on a client session whose handshake has not finished.
-/// These run for every record of every session, so an established session costs a map lookup
-/// and nothing more, and no return probe is attached: a uretprobe would cost every call.
-/// Where the library keeps the protocol version at the start of `SSL`, a negotiated version at
-/// entry means an earlier call finished the handshake, and the session leaves the map.
-/// Otherwise the session leaves the map after its first reported call.
+/// These functions run for every record of every session, so an established session costs a
+/// map lookup. When the daemon found the offset of the session's `in_init` field, the program
+/// reads it: 0 means an earlier call finished the handshake, which is reported without any
+/// return probe. Otherwise it keeps the arguments for `tls_return`, which the daemon then
+/// attaches to these functions.
 #[uprobe]
 pub fn tls_io_call(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -100,10 +100,14 @@ pub fn tls_io_call(ctx: ProbeContext) -> u32 {
         return 0;
     }
     let cookie = cookie_of(&ctx);
-    let version = read_version(cookie, session);
-    if cookie & cookie::VERSION_AT_START == 0 || is_negotiated(version) {
-        let _ = TLS_HANDSHAKING.remove(&key);
+    let Some(done) = handshake_done(cookie, session) else {
+        save_arguments(&ctx, pid_tgid);
+        return 0;
+    };
+    if !done {
+        return 0;
     }
+    let _ = TLS_HANDSHAKING.remove(&key);
     let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
         count(counters::RINGBUF_FULL);
         return 0;
@@ -111,14 +115,26 @@ pub fn tls_io_call(ctx: ProbeContext) -> u32 {
     // SAFETY: as in tls_mark.
     let record = unsafe { &mut *entry.as_mut_ptr() };
     fill(record, pid_tgid, cookie, session);
-    record.version = version;
-    if let Some(peer) = LAST_PEER.get_ptr(&pid_tgid) {
-        // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
-        record.peer = unsafe { *peer };
-    }
+    record.flags |= TLS_STATE_KNOWN | TLS_HANDSHAKE_DONE;
+    record.version = read_version(cookie, session);
+    copy_last_peer(record, pid_tgid);
     entry.submit(0);
     count(counters::RECORDS_EMITTED);
     0
+}
+
+/// Reads the session's `in_init` field when the cookie carries its offset: `Some(true)` once
+/// a handshake has finished successfully, `None` when the offset or the read is missing.
+#[inline(always)]
+fn handshake_done(cookie: u64, session: u64) -> Option<bool> {
+    let field = (cookie >> cookie::IN_INIT_SHIFT) & cookie::IN_INIT_MASK;
+    if field == 0 {
+        return None;
+    }
+    let address = session.wrapping_add(field - 1);
+    // SAFETY: bpf_probe_read_user checks the user address and fails instead of faulting.
+    let in_init = unsafe { bpf_probe_read_user(address as *const i32) }.ok()?;
+    Some(in_init == 0)
 }
 
 /// Reads the protocol version from the start of the `SSL` object when the cookie says the
@@ -130,13 +146,6 @@ fn read_version(cookie: u64, session: u64) -> u32 {
     }
     // SAFETY: bpf_probe_read_user checks the user address and fails instead of faulting.
     unsafe { bpf_probe_read_user(session as *const i32) }.unwrap_or(0) as u32
-}
-
-/// Returns whether a version read from `SSL` is a negotiated SSL 3.0 to TLS 1.3 version,
-/// not the "any version" placeholder a session starts with.
-#[inline(always)]
-fn is_negotiated(version: u32) -> bool {
-    (0x0300..=0x0304).contains(&version)
 }
 
 #[inline(always)]
@@ -178,10 +187,15 @@ pub fn tls_mark(ctx: ProbeContext) -> u32 {
     // this program until it is submitted.
     let record = unsafe { &mut *record };
     fill(record, pid_tgid, cookie, session);
-    if (cookie & cookie::FUNCTION_MASK) as u8 == function::SSL_FREE {
-        // A session freed without an explicit handshake call may still have finished one
-        // inside a read or write; the version tells.
-        record.version = read_version(cookie, session);
+    copy_last_peer(record, pid_tgid);
+    if (cookie & cookie::FUNCTION_MASK) as u8 == function::SSL_FREE
+        && let Some(done) = handshake_done(cookie, session)
+    {
+        record.flags |= TLS_STATE_KNOWN;
+        if done {
+            record.flags |= TLS_HANDSHAKE_DONE;
+            record.version = read_version(cookie, session);
+        }
     }
     entry.submit(0);
     count(counters::RECORDS_EMITTED);
@@ -220,7 +234,10 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
         function: function as u64,
     };
     let Some(saved) = TLS_CALLS.get_ptr(&key) else {
-        count(counters::TLS_RETURNS_UNMATCHED);
+        // Reads and writes on established sessions have no saved entry by design.
+        if !matches!(function, function::SSL_READ | function::SSL_WRITE) {
+            count(counters::TLS_RETURNS_UNMATCHED);
+        }
         return Err(());
     };
     // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
@@ -254,12 +271,11 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
         });
     }
     if result > 0 {
+        // Only after a successful handshake is the version the negotiated one: OpenSSL
+        // stores its highest version there when it sends the ClientHello.
         record.version = read_version(cookie, session);
     }
-    if let Some(peer) = LAST_PEER.get_ptr(&pid_tgid) {
-        // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
-        record.peer = unsafe { *peer };
-    }
+    copy_last_peer(record, pid_tgid);
     entry.submit(0);
     count(counters::RECORDS_EMITTED);
     Ok(())
@@ -343,6 +359,15 @@ fn read_counted(
     Some(len as u32)
 }
 
+/// Copies the peer the thread connected to last into the record.
+#[inline(always)]
+fn copy_last_peer(record: &mut TlsRecord, pid_tgid: u64) {
+    if let Some(peer) = LAST_PEER.get_ptr(&pid_tgid) {
+        // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
+        record.peer = unsafe { *peer };
+    }
+}
+
 /// Sets the fields every TLS record has and clears the rest.
 #[inline(always)]
 fn fill(record: &mut TlsRecord, pid_tgid: u64, cookie: u64, session: u64) {
@@ -356,9 +381,6 @@ fn fill(record: &mut TlsRecord, pid_tgid: u64, cookie: u64, session: u64) {
     record.flags = 0;
     record.name_len = 0;
     record.library = (cookie >> cookie::LIBRARY_SHIFT) as u32;
-    if cookie & cookie::VERSION_AT_START != 0 {
-        record.flags = TLS_VERSION_READABLE;
-    }
     record.version = 0;
     record.result = 0;
     record.session = session;

@@ -10,8 +10,8 @@ use monitor_common::{
     network::{AF_INET, AF_INET6, CONNECT_ASYNC, CONNECT_OUTCOME_UNKNOWN, ConnectRecord, Peer},
     record::kind,
     tls::{
-        SERVER_NAME_LEN, TLS_HAS_NAME, TLS_NAME_TRUNCATED, TLS_RETURN, TLS_VERSION_READABLE,
-        TlsRecord, function,
+        SERVER_NAME_LEN, TLS_HANDSHAKE_DONE, TLS_HAS_NAME, TLS_NAME_TRUNCATED, TLS_RETURN,
+        TLS_STATE_KNOWN, TlsRecord, function,
     },
 };
 
@@ -63,9 +63,9 @@ pub struct TlsCall {
     pub argument: u64,
     /// Wire protocol version, when read.
     pub version: Option<u16>,
-    /// The library keeps the version where the programs read it, so a missing `version`
-    /// means none was negotiated yet.
-    pub version_readable: bool,
+    /// Whether the session's handshake had finished successfully, when the program could read
+    /// the session's state.
+    pub handshake_done: Option<bool>,
     /// Server name bytes, for name records.
     pub name: Option<Vec<u8>>,
     /// The server name was cut.
@@ -156,7 +156,7 @@ pub fn decode_tls(bytes: &[u8]) -> Result<TlsCall, DecodeError> {
         result: (flags & TLS_RETURN != 0).then(|| u64_at(offset_of!(TlsRecord, result)) as i64),
         argument: u64_at(offset_of!(TlsRecord, argument)),
         version: u16::try_from(version).ok().filter(|version| *version != 0),
-        version_readable: flags & TLS_VERSION_READABLE != 0,
+        handshake_done: (flags & TLS_STATE_KNOWN != 0).then_some(flags & TLS_HANDSHAKE_DONE != 0),
         name,
         name_truncated: flags & TLS_NAME_TRUNCATED != 0,
         peer,

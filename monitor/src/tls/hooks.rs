@@ -247,7 +247,12 @@ impl TlsHooks {
         for hook in &library.hooks {
             let point = UProbeAttachPoint {
                 location: UProbeAttachLocation::AbsoluteOffset(hook.offset),
-                cookie: Some(cookie::new(hook.function, hook.flags, number)),
+                cookie: Some(cookie::new(
+                    hook.function,
+                    hook.flags,
+                    library.in_init_offset,
+                    number,
+                )),
             };
             match attach_program(ebpf, hook.program, point, &target) {
                 Ok(link) => links.push((hook.program, link)),

@@ -55,6 +55,8 @@ pub struct Library {
     pub kind: LibraryKind,
     /// Every hook whose symbol the file defines.
     pub hooks: Vec<Hook>,
+    /// Offset of `statem.in_init` in the `SSL` object, read from the code of `SSL_in_init`.
+    pub in_init_offset: Option<u16>,
 }
 
 /// One function credwatch hooks: its symbol, the program(s) and the function number.
@@ -97,27 +99,27 @@ const OPENSSL: &[HookedFunction] = &[
     },
     HookedFunction {
         symbol: "SSL_read",
-        programs: &["tls_io_call"],
+        programs: &["tls_io_call", "tls_return"],
         function: function::SSL_READ,
     },
     HookedFunction {
         symbol: "SSL_read_ex",
-        programs: &["tls_io_call"],
+        programs: &["tls_io_call", "tls_return"],
         function: function::SSL_READ,
     },
     HookedFunction {
         symbol: "SSL_peek",
-        programs: &["tls_io_call"],
+        programs: &["tls_io_call", "tls_return"],
         function: function::SSL_READ,
     },
     HookedFunction {
         symbol: "SSL_write",
-        programs: &["tls_io_call"],
+        programs: &["tls_io_call", "tls_return"],
         function: function::SSL_WRITE,
     },
     HookedFunction {
         symbol: "SSL_write_ex",
-        programs: &["tls_io_call"],
+        programs: &["tls_io_call", "tls_return"],
         function: function::SSL_WRITE,
     },
     HookedFunction {
@@ -208,12 +210,25 @@ fn inspect_data<'data, R: object::ReadRef<'data>>(
         0
     };
 
+    let in_init_offset = match (kind, exported.get("SSL_in_init")) {
+        (LibraryKind::OpenSsl, Some(&offset)) => read_code(data, offset)
+            .as_deref()
+            .and_then(field_offset_of_getter),
+        _ => None,
+    };
+
     let mut hooks = Vec::new();
     for want in functions {
         let Some(&offset) = exported.get(want.symbol) else {
             continue;
         };
         for &program in want.programs {
+            // With the `in_init` offset the read and write entry probes see a finished
+            // handshake themselves, so those functions need no return probe.
+            let io = matches!(want.function, function::SSL_READ | function::SSL_WRITE);
+            if io && program == "tls_return" && in_init_offset.is_some() {
+                continue;
+            }
             hooks.push(Hook {
                 symbol: want.symbol,
                 program,
@@ -223,7 +238,55 @@ fn inspect_data<'data, R: object::ReadRef<'data>>(
             });
         }
     }
-    Ok(Some(Library { kind, hooks }))
+    Ok(Some(Library {
+        kind,
+        hooks,
+        in_init_offset,
+    }))
+}
+
+/// Reads the first bytes of a function's code.
+fn read_code<'data, R: object::ReadRef<'data>>(data: R, offset: u64) -> Option<Vec<u8>> {
+    data.read_bytes_at(offset, 16).ok().map(<[u8]>::to_vec)
+}
+
+/// Returns the field offset a getter like OpenSSL's `SSL_in_init` loads, when its code is the
+/// plain `return s->field;` of an `int`. On x86-64 that is `mov eax, [rdi + offset]`, after an
+/// optional `endbr64` and followed by `ret`, with only register-clearing `xor`s in between. On
+/// arm64 it is `ldr w0, [x0, #offset]` followed by `ret`. Any other code gives `None`, and the
+/// daemon then uses return probes instead.
+pub fn field_offset_of_getter(code: &[u8]) -> Option<u16> {
+    if cfg!(target_arch = "aarch64") {
+        return arm64_getter(code);
+    }
+    let code = code.strip_prefix(&[0xf3, 0x0f, 0x1e, 0xfa]).unwrap_or(code);
+    let (offset, rest) = match code {
+        [0x8b, 0x47, displacement, rest @ ..] => (u32::from(*displacement), rest),
+        [0x8b, 0x87, a, b, c, d, rest @ ..] => (u32::from_le_bytes([*a, *b, *c, *d]), rest),
+        _ => return None,
+    };
+    let mut rest = rest;
+    loop {
+        match rest {
+            [0xc3, ..] => break,
+            [0x31, _, tail @ ..] => rest = tail,
+            _ => return None,
+        }
+    }
+    u16::try_from(offset).ok()
+}
+
+fn arm64_getter(code: &[u8]) -> Option<u16> {
+    let word = |index: usize| {
+        code.get(index * 4..index * 4 + 4)
+            .map(|bytes| u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    };
+    let load = word(0)?;
+    // LDR (immediate, unsigned offset), 32-bit, Rt = w0, Rn = x0.
+    if load & 0xffc0_03ff != 0xb940_0000 || word(1)? != 0xd65f_03c0 {
+        return None;
+    }
+    u16::try_from(((load >> 10) & 0xfff) * 4).ok()
 }
 
 /// The file offset of a symbol's address, which is what a uprobe is attached at.
@@ -314,6 +377,46 @@ mod tests {
         assert!(inspect_bytes(b"not an ELF file").is_err());
         let error = inspect(Path::new("/nonexistent/libssl.so.3")).unwrap_err();
         assert!(error.contains("/nonexistent/libssl.so.3"), "{error}");
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn getter_offsets_are_read_from_code() {
+        // mov eax, [rdi + 0x64]; xor edi, edi; ret
+        assert_eq!(
+            field_offset_of_getter(&[0x8b, 0x47, 0x64, 0x31, 0xff, 0xc3]),
+            Some(0x64)
+        );
+        // endbr64; mov eax, [rdi + 0x1234]; ret
+        let code = [0xf3, 0x0f, 0x1e, 0xfa, 0x8b, 0x87, 0x34, 0x12, 0, 0, 0xc3];
+        assert_eq!(field_offset_of_getter(&code), Some(0x1234));
+        // A call in between is not a plain getter.
+        assert_eq!(
+            field_offset_of_getter(&[0x8b, 0x47, 0x64, 0xe8, 0, 0, 0, 0, 0xc3]),
+            None
+        );
+        assert_eq!(field_offset_of_getter(&[]), None);
+    }
+
+    #[test]
+    fn host_openssl_in_init_offset_is_found() {
+        let Some(path) = host_library("libssl.so.3") else {
+            return;
+        };
+        let library = inspect(&path).unwrap().unwrap();
+        if cfg!(target_arch = "x86_64") {
+            assert!(
+                library.in_init_offset.is_some(),
+                "SSL_in_init not recognised"
+            );
+            assert!(
+                !library
+                    .hooks
+                    .iter()
+                    .any(|hook| hook.program == "tls_return" && hook.symbol == "SSL_read"),
+                "no return probe is needed on SSL_read"
+            );
+        }
     }
 
     #[test]

@@ -43,10 +43,10 @@ pub enum Outcome {
     /// The handshake function returned a fatal error, with its return value.
     Failure(i64),
     /// The session ended (freed or its process exited) before a successful handshake, with the
-    /// last return value of the handshake function when one was called.
+    /// last return value of the handshake function.
     Abandoned(Option<i64>),
-    /// The session ended after reads or writes that may have run the handshake, in a library
-    /// whose negotiated version cannot be read, so the outcome is not known.
+    /// The session ended after reads and writes that may have run the handshake, none of which
+    /// returned data, so the outcome is not known.
     Unknown,
 }
 
@@ -107,7 +107,6 @@ struct Session {
     /// Calls of `SSL_do_handshake`, `SSL_connect` or `gnutls_handshake`; the rest were reads
     /// and writes that may have run the handshake inside.
     explicit_calls: u32,
-    version_readable: bool,
     last_result: i64,
     last_function: u8,
     started_ns: u64,
@@ -128,7 +127,6 @@ impl Session {
             peer: None,
             calls: 0,
             explicit_calls: 0,
-            version_readable: call.version_readable,
             last_result: 0,
             last_function: 0,
             started_ns: call.boot_ns,
@@ -188,7 +186,15 @@ impl Sessions {
         let key = (call.pid, call.session);
         if is_end(call.function) {
             let mut session = self.sessions.remove(&key)?;
-            return self.end(&mut session, call.version, call.boot_ns);
+            if session.peer.is_none() {
+                session.peer = call.peer;
+            }
+            if call.handshake_done == Some(true) && session.role != Role::Server {
+                session.calls += 1;
+                let version = call.version.filter(|version| is_tls_version(*version));
+                return session.finish(Outcome::Success, version, call.boot_ns);
+            }
+            return self.end(&mut session, call.handshake_done, call.boot_ns);
         }
         if call.function == function::GNUTLS_INIT {
             // A new session, perhaps at the address of one freed without deinit.
@@ -231,13 +237,10 @@ impl Sessions {
         self.sessions.is_empty()
     }
 
-    /// Ends a session; `version` is the one read at `SSL_free`, if any.
-    fn end(
-        &mut self,
-        session: &mut Session,
-        version: Option<u16>,
-        now_ns: u64,
-    ) -> Option<Handshake> {
+    /// Ends a session whose handshake never succeeded. It failed, unless only reads and writes
+    /// were seen and the session's state could not be read (`done` is `None`): OpenSSL may have
+    /// finished the handshake inside them without any call returning data.
+    fn end(&mut self, session: &mut Session, done: Option<bool>, now_ns: u64) -> Option<Handshake> {
         if session.calls == 0 {
             return None;
         }
@@ -245,15 +248,14 @@ impl Sessions {
             self.stats.server_handshakes += 1;
             return None;
         }
-        let negotiated = version.filter(|version| is_tls_version(*version));
-        let outcome = if negotiated.is_some() {
-            Outcome::Success
-        } else if session.explicit_calls == 0 && !session.version_readable {
+        let outcome = if session.explicit_calls == 0 && done.is_none() {
             Outcome::Unknown
+        } else if session.explicit_calls == 0 {
+            Outcome::Abandoned(None)
         } else {
-            Outcome::Abandoned((session.explicit_calls > 0).then_some(session.last_result))
+            Outcome::Abandoned(Some(session.last_result))
         };
-        session.finish(outcome, negotiated, now_ns)
+        session.finish(outcome, None, now_ns)
     }
 
     fn session(&mut self, key: (u32, u64), call: &TlsCall) -> &mut Session {
@@ -291,6 +293,9 @@ fn apply(session: &mut Session, call: &TlsCall) -> Option<Handshake> {
         }
         function::SSL_SET_CONNECT_STATE => {
             session.role = Role::Client;
+            if session.peer.is_none() {
+                session.peer = call.peer;
+            }
             None
         }
         function::SSL_SET_ACCEPT_STATE => {
@@ -313,9 +318,15 @@ fn apply(session: &mut Session, call: &TlsCall) -> Option<Handshake> {
     }
 }
 
-/// Applies the entry of a read or write on a client session whose handshake is unfinished. A
-/// negotiated version at entry means an earlier call finished the handshake.
+/// Applies the return of a read or write on a client session whose handshake is unfinished.
+/// Data returned means the handshake inside finished; anything else decides nothing, because
+/// OpenSSL returns -1 both while the handshake goes on and when it failed.
 fn implicit_handshake(session: &mut Session, call: &TlsCall) -> Option<Handshake> {
+    // An entry record whose session state shows a finished handshake counts as data.
+    let result = match call.handshake_done {
+        Some(true) => 1,
+        _ => call.result?,
+    };
     if session.calls == 0 {
         session.started_ns = call.boot_ns;
     }
@@ -328,8 +339,11 @@ fn implicit_handshake(session: &mut Session, call: &TlsCall) -> Option<Handshake
     if call.peer.is_some() {
         session.peer = call.peer;
     }
-    let version = call.version.filter(|version| is_tls_version(*version))?;
-    session.finish(Outcome::Success, Some(version), call.boot_ns)
+    if result <= 0 {
+        return None;
+    }
+    let version = call.version.filter(|version| is_tls_version(*version));
+    session.finish(Outcome::Success, version, call.boot_ns)
 }
 
 fn handshake_return(session: &mut Session, call: &TlsCall) -> Option<Handshake> {
@@ -403,7 +417,7 @@ mod tests {
             result: None,
             argument: 0,
             version: None,
-            version_readable: true,
+            handshake_done: None,
             name: None,
             name_truncated: false,
             peer: None,
@@ -486,55 +500,82 @@ mod tests {
     }
 
     #[test]
-    fn implicit_handshake_succeeds_at_negotiated_version() {
+    fn implicit_handshake_succeeds_when_data_flows() {
         let mut sessions = Sessions::default();
         sessions.handle(&call(function::SSL_SET_CONNECT_STATE, 11));
         sessions.handle(&named(11, "s.example.test"));
-        let first_write = TlsCall {
-            version: None,
-            ..call(function::SSL_WRITE, 11)
-        };
-        assert_eq!(sessions.handle(&first_write), None);
-        let next_read = TlsCall {
+        assert_eq!(
+            sessions.handle(&returned(function::SSL_WRITE, 11, -1)),
+            None
+        );
+        let read = TlsCall {
             version: Some(0x0303),
-            ..call(function::SSL_READ, 11)
+            ..returned(function::SSL_READ, 11, 120)
         };
         let handshake = sessions
-            .handle(&next_read)
-            .expect("the negotiated version finishes it");
+            .handle(&read)
+            .expect("data means the handshake finished");
         assert_eq!(handshake.outcome, Outcome::Success);
         assert_eq!(handshake.version, Some(0x0303));
         assert_eq!(handshake.function, function::SSL_WRITE);
     }
 
     #[test]
-    fn implicit_handshake_decided_at_free() {
+    fn implicit_handshake_without_data_is_unknown() {
         let mut sessions = Sessions::default();
-        sessions.handle(&call(function::SSL_WRITE, 12));
-        let free = TlsCall {
-            version: Some(0x0304),
-            ..call(function::SSL_FREE, 12)
-        };
-        let handshake = sessions.handle(&free).unwrap();
-        assert_eq!(handshake.outcome, Outcome::Success);
-
-        sessions.handle(&call(function::SSL_WRITE, 13));
+        sessions.handle(&returned(function::SSL_WRITE, 13, -1));
         let handshake = sessions.handle(&call(function::SSL_FREE, 13)).unwrap();
-        assert_eq!(handshake.outcome, Outcome::Abandoned(None));
-        assert_eq!(handshake.outcome.as_str(), "failure");
+        assert_eq!(handshake.outcome, Outcome::Unknown);
+        assert_eq!(handshake.outcome.as_str(), "unknown");
     }
 
     #[test]
-    fn implicit_handshake_unknown_without_version() {
+    fn implicit_handshake_decided_by_session_state() {
         let mut sessions = Sessions::default();
-        let write = TlsCall {
-            version_readable: false,
-            ..call(function::SSL_WRITE, 14)
+        sessions.handle(&call(function::SSL_SET_CONNECT_STATE, 16));
+        let done = TlsCall {
+            handshake_done: Some(true),
+            version: Some(0x0304),
+            ..call(function::SSL_READ, 16)
         };
-        sessions.handle(&write);
-        let handshake = sessions.handle(&call(function::SSL_FREE, 14)).unwrap();
-        assert_eq!(handshake.outcome, Outcome::Unknown);
-        assert_eq!(handshake.outcome.as_str(), "unknown");
+        let handshake = sessions.handle(&done).unwrap();
+        assert_eq!(handshake.outcome, Outcome::Success);
+        assert_eq!(handshake.version, Some(0x0304));
+
+        // Freed with a finished handshake that no read or write returned.
+        sessions.handle(&call(function::SSL_SET_CONNECT_STATE, 17));
+        sessions.handle(&returned(function::SSL_WRITE, 17, 0));
+        let free = TlsCall {
+            handshake_done: Some(true),
+            ..call(function::SSL_FREE, 17)
+        };
+        assert_eq!(sessions.handle(&free).unwrap().outcome, Outcome::Success);
+
+        // Freed unfinished with a readable state: a failure, not unknown.
+        sessions.handle(&call(function::SSL_SET_CONNECT_STATE, 18));
+        sessions.handle(&returned(function::SSL_WRITE, 18, -1));
+        let free = TlsCall {
+            handshake_done: Some(false),
+            ..call(function::SSL_FREE, 18)
+        };
+        assert_eq!(
+            sessions.handle(&free).unwrap().outcome,
+            Outcome::Abandoned(None)
+        );
+    }
+
+    #[test]
+    fn explicit_failure_ignores_later_reads() {
+        let mut sessions = Sessions::default();
+        sessions.handle(&call(function::SSL_SET_CONNECT_STATE, 15));
+        assert_eq!(
+            sessions.handle(&returned(function::SSL_CONNECT, 15, -1)),
+            None
+        );
+        assert_eq!(sessions.handle(&returned(function::SSL_READ, 15, 0)), None);
+        let handshake = sessions.handle(&call(function::SSL_FREE, 15)).unwrap();
+        assert_eq!(handshake.outcome, Outcome::Abandoned(Some(-1)));
+        assert_eq!(handshake.function, function::SSL_CONNECT);
     }
 
     #[test]
