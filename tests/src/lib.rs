@@ -16,7 +16,9 @@ use std::{
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod client;
 pub mod contract;
+pub mod servers;
 
 /// How long a test waits for the daemon to start or for an event.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -70,18 +72,29 @@ impl Daemon {
     /// Starts the daemon with the built-in catalogue plus `extra_entries`, a YAML list of
     /// catalogue entries (may be empty), and waits for its ready file.
     pub fn start(extra_entries: &str) -> Self {
+        Self::start_with_entries_and_sections(extra_entries, "")
+    }
+
+    /// Starts the daemon like [`Daemon::start`] with no extra entries, plus `sections`:
+    /// top-level YAML sections such as `"network:\n  dedup_window: 0s\n"`. The harness writes
+    /// the `catalogue` and `health` sections itself, so `sections` must not contain them.
+    pub fn start_with_config(sections: &str) -> Self {
+        Self::start_with_entries_and_sections("", sections)
+    }
+
+    fn start_with_entries_and_sections(extra_entries: &str, sections: &str) -> Self {
         let dir = scratch_dir();
         let marker_entry =
             format!("    - {{id: test-marker, type: test_marker, basenames: [{MARKER_NAME}]}}\n");
         let config = format!(
-            "catalogue:\n  entries:\n{marker_entry}{extra_entries}health:\n  report_interval: 0s\n"
+            "catalogue:\n  entries:\n{marker_entry}{extra_entries}health:\n  report_interval: 0s\n{sections}"
         );
         let config_path = dir.path().join("config.yaml");
         fs::write(&config_path, config).expect("write the daemon configuration");
-        Self::start_with_config(dir, &config_path)
+        Self::start_with_config_file(dir, &config_path)
     }
 
-    fn start_with_config(dir: TempDir, config: &Path) -> Self {
+    fn start_with_config_file(dir: TempDir, config: &Path) -> Self {
         let events = dir.path().join("events.jsonl");
         let ready = dir.path().join("ready");
         let stderr = dir.path().join("stderr.log");
@@ -162,6 +175,15 @@ impl Daemon {
         self.events()
             .into_iter()
             .filter(|event| event["event_name"] == "credwatch.credential.access")
+            .filter(|event| event["attributes"]["process.pid"] == pid)
+            .collect()
+    }
+
+    /// Events named `event_name` (such as `credwatch.network.connect`) for one process.
+    pub fn events_of(&self, event_name: &str, pid: u32) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|event| event["event_name"] == event_name)
             .filter(|event| event["attributes"]["process.pid"] == pid)
             .collect()
     }
@@ -286,4 +308,11 @@ pub fn attribute<'a>(event: &'a Value, key: &str) -> &'a str {
     event["attributes"][key]
         .as_str()
         .unwrap_or_else(|| panic!("event has no string attribute {key}: {event}"))
+}
+
+/// Returns the integer attribute `key` of an event, such as a health counter.
+pub fn counter(event: &Value, key: &str) -> u64 {
+    event["attributes"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("event has no integer attribute {key}: {event}"))
 }

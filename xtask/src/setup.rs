@@ -1,4 +1,5 @@
-//! `cargo xtask setup`: checks each build prerequisite and installs the missing ones.
+//! `cargo xtask setup`: checks each build prerequisite and each program the integration tests
+//! run, and installs the missing ones.
 //!
 //! Idempotent: when everything is present it only runs a few version queries.
 
@@ -14,12 +15,25 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const LLVM_PACKAGES: [&str; 3] = ["llvm-22-dev", "libpolly-22-dev", "libzstd-dev"];
 /// bpf-linker release line that works with LLVM 22 and the pinned aya crates.
 const BPF_LINKER_VERSION: &str = "0.13";
+/// Files the integration tests need, each with the Debian package that installs it: the
+/// clients and servers they run, and the compiler and static OpenSSL for the test program
+/// that links OpenSSL into its executable.
+const TEST_TOOLS: [(&str, &str); 7] = [
+    ("/usr/bin/curl", "curl"),
+    ("/usr/bin/wget", "wget"),
+    ("/usr/bin/openssl", "openssl"),
+    ("/usr/bin/python3", "python3"),
+    ("/usr/bin/gnutls-cli", "gnutls-bin"),
+    ("/usr/bin/gcc", "gcc"),
+    ("/usr/include/openssl/ssl.h", "libssl-dev"),
+];
 
 /// Installs what is missing, in dependency order.
 pub fn setup() -> anyhow::Result<()> {
     ensure_nightly_rust_src()?;
     ensure_llvm()?;
     ensure_bpf_linker()?;
+    ensure_test_tools()?;
     Ok(())
 }
 
@@ -93,6 +107,51 @@ fn ensure_llvm() -> anyhow::Result<()> {
     anyhow::ensure!(
         llvm_present(),
         "{install} finished but {LLVM_PREFIX} is still incomplete"
+    );
+    Ok(())
+}
+
+/// Installs the packages of the programs the integration tests run. Only root can run those
+/// tests, so without root or apt-get a missing program is a warning with the command to run.
+fn ensure_test_tools() -> anyhow::Result<()> {
+    let missing: Vec<&str> = TEST_TOOLS
+        .iter()
+        .filter(|(program, _)| !Path::new(program).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+
+    let install = format!("apt-get install -y {}", missing.join(" "));
+    let has_apt = Path::new("/usr/bin/apt-get").exists();
+    if !is_root() || !has_apt {
+        eprintln!(
+            "xtask: warning: the integration tests need the packages {}; on Debian or Ubuntu \
+             run `sudo apt-get update && sudo {install}`",
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+
+    step(&format!(
+        "installing the programs the integration tests run: {}",
+        missing.join(" ")
+    ));
+    run_checked(apt(&["update"]))?;
+    let mut command = apt(&["install", "-y"]);
+    command.args(&missing);
+    run_checked(command)?;
+
+    let still_missing: Vec<&str> = TEST_TOOLS
+        .iter()
+        .filter(|(program, _)| !Path::new(program).exists())
+        .map(|(program, _)| *program)
+        .collect();
+    anyhow::ensure!(
+        still_missing.is_empty(),
+        "{install} finished but these programs are still missing: {}",
+        still_missing.join(", ")
     );
     Ok(())
 }
