@@ -61,6 +61,12 @@ mod bytes;
 mod flags;
 mod formats;
 mod names;
+
+/// Returns whether a variable or option name looks like it names a secret, by the rules the
+/// redaction uses.
+pub fn secret_name(name: &str) -> bool {
+    names::is_secret_name(name)
+}
 mod pairs;
 mod shell;
 #[cfg(test)]
