@@ -124,13 +124,15 @@ pub struct TlsRecord {
     pub boot_ns: u64,
     /// cgroup v2 id of the task.
     pub cgroup_id: u64,
+    /// For return records, the time the function was entered, nanoseconds since boot.
+    pub entered_ns: u64,
     /// The peer the thread connected to last, if any.
     pub peer: Peer,
     /// The server name the client asked for, for name records.
     pub name: [u8; SERVER_NAME_LEN],
 }
 
-const _: () = assert!(size_of::<TlsRecord>() == 96 + SERVER_NAME_LEN);
+const _: () = assert!(size_of::<TlsRecord>() == 104 + SERVER_NAME_LEN);
 const _: () = assert!(align_of::<TlsRecord>() == 8);
 
 /// Key of the map that keeps a call's arguments from entry to return.
@@ -151,4 +153,6 @@ pub struct CallArguments {
     pub first: u64,
     /// Second argument.
     pub second: u64,
+    /// Time of the entry, nanoseconds since boot.
+    pub entered_ns: u64,
 }

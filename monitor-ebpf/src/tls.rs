@@ -104,10 +104,11 @@ pub fn tls_io_call(ctx: ProbeContext) -> u32 {
         save_arguments(&ctx, pid_tgid);
         return 0;
     };
-    if !done {
-        return 0;
+    if done {
+        let _ = TLS_HANDSHAKING.remove(&key);
     }
-    let _ = TLS_HANDSHAKING.remove(&key);
+    // A record also while the handshake goes on, so that a session freed before it finished
+    // is known to have tried one.
     let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
         count(counters::RINGBUF_FULL);
         return 0;
@@ -115,8 +116,11 @@ pub fn tls_io_call(ctx: ProbeContext) -> u32 {
     // SAFETY: as in tls_mark.
     let record = unsafe { &mut *entry.as_mut_ptr() };
     fill(record, pid_tgid, cookie, session);
-    record.flags |= TLS_STATE_KNOWN | TLS_HANDSHAKE_DONE;
-    record.version = read_version(cookie, session);
+    record.flags |= TLS_STATE_KNOWN;
+    if done {
+        record.flags |= TLS_HANDSHAKE_DONE;
+        record.version = read_version(cookie, session);
+    }
     copy_last_peer(record, pid_tgid);
     entry.submit(0);
     count(counters::RECORDS_EMITTED);
@@ -157,6 +161,8 @@ fn save_arguments(ctx: &ProbeContext, pid_tgid: u64) {
     let arguments = CallArguments {
         first: ctx.arg(0).unwrap_or(0),
         second: ctx.arg(1).unwrap_or(0),
+        // SAFETY: the helper takes no arguments.
+        entered_ns: unsafe { bpf_ktime_get_boot_ns() },
     };
     let _ = TLS_CALLS.insert(&key, &arguments, 0);
 }
@@ -264,6 +270,7 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
     record.flags |= TLS_RETURN;
     record.result = result;
     record.argument = arguments.second;
+    record.entered_ns = arguments.entered_ns;
     if result > 0 && is_openssl_handshake(function) {
         let _ = TLS_HANDSHAKING.remove(&SessionKey {
             tgid: pid_tgid >> 32,
@@ -389,6 +396,7 @@ fn fill(record: &mut TlsRecord, pid_tgid: u64, cookie: u64, session: u64) {
     record.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     // SAFETY: as above.
     record.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    record.entered_ns = 0;
     record.peer = Peer::default();
     count(counters::TLS_CALLS);
 }

@@ -214,16 +214,36 @@ impl HealthConfig {
     }
 }
 
+/// Maximum number of `network.exclude_networks` entries: the size of the kernel's trie.
+pub const MAX_EXCLUDED_NETWORKS: usize = 1024;
+
 impl NetworkConfig {
-    /// Parses `exclude_networks`; every entry was checked by [`Config::parse`].
+    /// Parses `exclude_networks`; every entry was checked by [`Config::parse`]. Duplicates
+    /// are dropped.
     pub fn excluded_networks(&self) -> Vec<crate::network::cidr::Cidr> {
-        self.exclude_networks
+        let mut networks: Vec<crate::network::cidr::Cidr> = Vec::new();
+        for network in self
+            .exclude_networks
             .iter()
             .filter_map(|text| text.parse().ok())
-            .collect()
+        {
+            if !networks.contains(&network) {
+                networks.push(network);
+            }
+        }
+        networks
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.exclude_networks.len() > MAX_EXCLUDED_NETWORKS {
+            return Err(ConfigError::Invalid {
+                key: "network.exclude_networks".into(),
+                value: format!("a list of {} networks", self.exclude_networks.len()),
+                allowed: format!(
+                    "at most {MAX_EXCLUDED_NETWORKS} fit in the kernel map; merge neighbouring networks into wider ones"
+                ),
+            });
+        }
         for (index, text) in self.exclude_networks.iter().enumerate() {
             if let Err(error) = text.parse::<crate::network::cidr::Cidr>() {
                 return Err(ConfigError::Invalid {
@@ -343,6 +363,19 @@ mod tests {
         assert!(error.contains("network.exclude_networks[1]"), "{error}");
         assert!(error.contains("10.1.2.3/8"), "{error}");
         assert!(error.contains("`10.0.0.0/8`"), "{error}");
+    }
+
+    #[test]
+    fn network_exclusion_list_is_bounded() {
+        let entries: Vec<String> = (0..1025)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+            .collect();
+        let text = format!("network:\n  exclude_networks: [{}]\n", entries.join(", "));
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(error.contains("network.exclude_networks"), "{error}");
+        assert!(error.contains("1024"), "{error}");
+        let config = parse("network:\n  exclude_networks: [10.0.0.0/8, 10.0.0.0/8]\n").unwrap();
+        assert_eq!(config.network.excluded_networks().len(), 1);
     }
 
     #[test]

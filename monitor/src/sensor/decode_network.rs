@@ -74,6 +74,8 @@ pub struct TlsCall {
     pub peer: Option<(IpAddr, u16)>,
     /// Nanoseconds since boot.
     pub boot_ns: u64,
+    /// For returns, when the function was entered, nanoseconds since boot.
+    pub entered_ns: Option<u64>,
     /// cgroup v2 id.
     pub cgroup_id: u64,
 }
@@ -161,6 +163,7 @@ pub fn decode_tls(bytes: &[u8]) -> Result<TlsCall, DecodeError> {
         name_truncated: flags & TLS_NAME_TRUNCATED != 0,
         peer,
         boot_ns: u64_at(offset_of!(TlsRecord, boot_ns)),
+        entered_ns: Some(u64_at(offset_of!(TlsRecord, entered_ns))).filter(|ns| *ns != 0),
         cgroup_id: u64_at(offset_of!(TlsRecord, cgroup_id)),
     })
 }

@@ -325,10 +325,11 @@ fn implicit_handshake(session: &mut Session, call: &TlsCall) -> Option<Handshake
     // An entry record whose session state shows a finished handshake counts as data.
     let result = match call.handshake_done {
         Some(true) => 1,
-        _ => call.result?,
+        Some(false) => 0,
+        None => call.result?,
     };
     if session.calls == 0 {
-        session.started_ns = call.boot_ns;
+        session.started_ns = call.entered_ns.unwrap_or(call.boot_ns);
     }
     session.calls += 1;
     session.tid = call.tid;
@@ -349,7 +350,7 @@ fn implicit_handshake(session: &mut Session, call: &TlsCall) -> Option<Handshake
 fn handshake_return(session: &mut Session, call: &TlsCall) -> Option<Handshake> {
     let result = call.result?;
     if session.calls == 0 {
-        session.started_ns = call.boot_ns;
+        session.started_ns = call.entered_ns.unwrap_or(call.boot_ns);
     }
     session.calls += 1;
     session.explicit_calls += 1;
@@ -422,6 +423,7 @@ mod tests {
             name_truncated: false,
             peer: None,
             boot_ns: 1_000,
+            entered_ns: None,
             cgroup_id: 1,
         }
     }
@@ -557,6 +559,38 @@ mod tests {
         let free = TlsCall {
             handshake_done: Some(false),
             ..call(function::SSL_FREE, 18)
+        };
+        assert_eq!(
+            sessions.handle(&free).unwrap().outcome,
+            Outcome::Abandoned(None)
+        );
+    }
+
+    #[test]
+    fn duration_starts_at_the_first_entry() {
+        let mut sessions = Sessions::default();
+        let success = TlsCall {
+            boot_ns: 505_000_000,
+            entered_ns: Some(1_000_000),
+            ..returned(function::SSL_DO_HANDSHAKE, 19, 1)
+        };
+        let handshake = sessions.handle(&success).unwrap();
+        assert_eq!(handshake.started_ns, 1_000_000);
+        assert_eq!(handshake.ended_ns, 505_000_000);
+    }
+
+    #[test]
+    fn implicit_failure_with_state_known() {
+        let mut sessions = Sessions::default();
+        sessions.handle(&call(function::SSL_SET_CONNECT_STATE, 20));
+        let pending = TlsCall {
+            handshake_done: Some(false),
+            ..call(function::SSL_WRITE, 20)
+        };
+        assert_eq!(sessions.handle(&pending), None);
+        let free = TlsCall {
+            handshake_done: Some(false),
+            ..call(function::SSL_FREE, 20)
         };
         assert_eq!(
             sessions.handle(&free).unwrap().outcome,
