@@ -1,15 +1,16 @@
-//! Programs that return at once, attached by `cargo xtask bench` to the same tracepoints as
-//! credwatch. They measure the cost that any tracepoint-based monitor pays before doing any
-//! work, which is the floor credwatch's own cost is compared with.
+//! Programs that return at once, attached by `cargo xtask bench` to the same hooks as
+//! credwatch: the open tracepoints, the connect hooks and the TLS library functions. They
+//! measure the cost that any monitor on those hooks pays before doing any work, which is the
+//! floor credwatch's own cost is compared with.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     EbpfContext,
     helpers::generated,
-    macros::{map, tracepoint},
+    macros::{cgroup_sock_addr, map, tracepoint, uprobe, uretprobe},
     maps::PerCpuArray,
-    programs::TracePointContext,
+    programs::{ProbeContext, RetProbeContext, SockAddrContext, TracePointContext},
 };
 use monitor_common::catalogue::PATH_LEN;
 
@@ -17,6 +18,10 @@ use monitor_common::catalogue::PATH_LEN;
 #[map]
 static FLOOR_PATH: PerCpuArray<[u8; PATH_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
+/// The value a cgroup socket-address program returns to let the call go on.
+const ALLOW: i32 = 1;
+
+/// Attached to the `sys_enter_*` open tracepoints and to `sock/inet_sock_set_state`.
 #[tracepoint]
 pub fn floor_enter(_ctx: TracePointContext) -> u32 {
     0
@@ -39,8 +44,34 @@ pub fn floor_read_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Attached to the `sys_exit_*` open tracepoints and to `syscalls/sys_exit_connect`.
 #[tracepoint]
 pub fn floor_exit(_ctx: TracePointContext) -> u32 {
+    0
+}
+
+/// Attached to the cgroup v2 root, so it runs for every IPv4 connect on the host: it must
+/// allow every call and nothing else.
+#[cgroup_sock_addr(connect4)]
+pub fn floor_connect4(_ctx: SockAddrContext) -> i32 {
+    ALLOW
+}
+
+/// Allows every IPv6 connect, like `floor_connect4` for IPv4.
+#[cgroup_sock_addr(connect6)]
+pub fn floor_connect6(_ctx: SockAddrContext) -> i32 {
+    ALLOW
+}
+
+/// Attached at the entry of each TLS library function credwatch hooks.
+#[uprobe]
+pub fn floor_uprobe(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+/// Attached to the return of each TLS library function where credwatch has a return probe.
+#[uretprobe]
+pub fn floor_uretprobe(_ctx: RetProbeContext) -> u32 {
     0
 }
 

@@ -77,16 +77,32 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Attach programs that return at once to the open tracepoints, for `cargo xtask bench`.
+    /// Attach programs that return at once to the hooks credwatch uses, for `cargo xtask
+    /// bench`, and keep them attached until SIGINT or SIGTERM.
     #[command(hide = true)]
     Floor {
         /// File written once the programs are attached.
         #[arg(long, value_name = "PATH")]
         ready_file: PathBuf,
-        /// Read the openat path in the enter program instead of returning at once.
+        /// The set of credwatch hooks to attach to.
+        #[arg(long, value_enum, default_value_t = FloorHooks::Open)]
+        hooks: FloorHooks,
+        /// Read the openat path in the enter program instead of returning at once (with
+        /// `--hooks open` only).
         #[arg(long)]
         read_path: bool,
     },
+}
+
+/// The hooks of `credwatch floor`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FloorHooks {
+    /// The open and openat tracepoints.
+    Open,
+    /// The cgroup connect programs and the connect outcome tracepoints.
+    Connect,
+    /// The uprobes on the host's TLS libraries.
+    Tls,
 }
 
 /// Options of `credwatch run`.
@@ -111,8 +127,9 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::Floor {
             ready_file,
+            hooks,
             read_path,
-        } => floor(&ready_file, read_path),
+        } => floor(&ready_file, hooks, read_path),
     }
 }
 
@@ -252,8 +269,17 @@ fn check_config(path: &Path) -> ExitCode {
     }
 }
 
-fn floor(ready_file: &Path, read_path: bool) -> ExitCode {
-    let ebpf = match sensor::start_floor(read_path) {
+fn floor(ready_file: &Path, hooks: FloorHooks, read_path: bool) -> ExitCode {
+    if read_path && hooks != FloorHooks::Open {
+        eprintln!("credwatch: error: --read-path works only with --hooks open; drop one of them");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let started = match hooks {
+        FloorHooks::Open => sensor::floor::start_floor(read_path).map_err(Into::into),
+        FloorHooks::Connect => sensor::floor::start_connect_floor(),
+        FloorHooks::Tls => sensor::floor::start_tls_floor().map(|(ebpf, _)| ebpf),
+    };
+    let ebpf = match started {
         Ok(ebpf) => ebpf,
         Err(error) => return report(&error, EXIT_FAILURE),
     };

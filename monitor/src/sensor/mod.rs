@@ -5,6 +5,7 @@ pub mod btf;
 pub mod counters;
 pub mod decode;
 pub mod decode_network;
+pub mod floor;
 pub mod preflight;
 pub mod tracefs;
 
@@ -481,46 +482,6 @@ fn load_tls(ebpf: &mut Ebpf, config: &TlsConfig) -> Vec<ProbeStatus> {
             }
         })
         .collect()
-}
-
-/// Loads the floor programs on the open tracepoints, for the benchmark: programs that return
-/// at once, or with `read_path` an `openat` program that only reads the path. Returns the
-/// object, which detaches them when dropped.
-pub fn start_floor(read_path: bool) -> Result<Ebpf, SensorError> {
-    preflight::check()?;
-    let tracefs = Tracefs::ensure_mounted()?;
-    let mut ebpf = EbpfLoader::new().load(FLOOR_PROGRAMS)?;
-    for program in ["floor_enter", "floor_read_enter", "floor_exit"] {
-        let tracepoint = program_mut(&mut ebpf, program)?;
-        tracepoint.load().map_err(|source| SensorError::Attach {
-            program,
-            attach_point: String::new(),
-            source,
-        })?;
-    }
-    for syscall in ["open", "openat", "openat2"] {
-        // The path-reading program reads the openat argument layout only.
-        let enter = if read_path && syscall == "openat" {
-            "floor_read_enter"
-        } else {
-            "floor_enter"
-        };
-        for (program, prefix) in [(enter, "sys_enter_"), ("floor_exit", "sys_exit_")] {
-            let name = format!("{prefix}{syscall}");
-            if !tracefs.has_tracepoint("syscalls", &name) {
-                continue;
-            }
-            let tracepoint = program_mut(&mut ebpf, program)?;
-            tracepoint
-                .attach("syscalls", &name)
-                .map_err(|source| SensorError::Attach {
-                    program,
-                    attach_point: format!("syscalls/{name}"),
-                    source,
-                })?;
-        }
-    }
-    Ok(ebpf)
 }
 
 fn resolve_offsets(tracefs: &Tracefs, btf: &KernelBtf) -> Result<KernelOffsets, SensorError> {
