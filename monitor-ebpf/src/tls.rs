@@ -28,6 +28,11 @@ use monitor_common::{
 
 use crate::maps::{DAEMON_TGID, EVENTS, LAST_PEER, TLS_CALLS, TLS_HANDSHAKING, count};
 
+/// Submit flag that leaves the daemon asleep. TLS records come several per handshake, and
+/// waking the daemon for each costs the traced CPU more than the probes do; the daemon
+/// drains them on its next wake-up or on its drain timer, a few tens of milliseconds later.
+const NO_WAKEUP: u64 = aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64;
+
 /// OpenSSL `SSL_CTRL_SET_TLSEXT_HOSTNAME`.
 const SSL_CTRL_SET_TLSEXT_HOSTNAME: u64 = 55;
 /// OpenSSL `TLSEXT_NAMETYPE_host_name`.
@@ -122,7 +127,7 @@ pub fn tls_io_call(ctx: ProbeContext) -> u32 {
         record.version = read_version(cookie, session);
     }
     copy_last_peer(record, pid_tgid);
-    entry.submit(0);
+    entry.submit(NO_WAKEUP);
     count(counters::RECORDS_EMITTED);
     0
 }
@@ -203,7 +208,7 @@ pub fn tls_mark(ctx: ProbeContext) -> u32 {
             record.version = read_version(cookie, session);
         }
     }
-    entry.submit(0);
+    entry.submit(NO_WAKEUP);
     count(counters::RECORDS_EMITTED);
     0
 }
@@ -283,7 +288,7 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
         record.version = read_version(cookie, session);
     }
     copy_last_peer(record, pid_tgid);
-    entry.submit(0);
+    entry.submit(NO_WAKEUP);
     count(counters::RECORDS_EMITTED);
     Ok(())
 }
@@ -324,7 +329,7 @@ fn send_name(ctx: &ProbeContext, session: u64, name: u64, length: Option<u64>) {
         Some(len) => {
             record.name_len = len;
             record.flags |= TLS_HAS_NAME;
-            entry.submit(0);
+            entry.submit(NO_WAKEUP);
             count(counters::RECORDS_EMITTED);
         }
         None => entry.discard(0),

@@ -52,6 +52,9 @@ use crate::{
 
 /// How often queued processes are checked for TLS libraries.
 const INSPECT_TICK: Duration = Duration::from_millis(50);
+/// How often the ring buffer is drained without a wake-up. The TLS programs submit their
+/// records without waking the daemon, so this bounds how late their events are.
+const DRAIN_TICK: Duration = Duration::from_millis(50);
 
 /// The daemon failed after start-up.
 #[derive(Debug, Error)]
@@ -191,6 +194,8 @@ impl Daemon {
         report.tick().await;
         let mut inspect = interval(INSPECT_TICK);
         inspect.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut drain_tick = interval(DRAIN_TICK);
+        drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
         let stop_signal = loop {
             if self.output_closed {
@@ -201,6 +206,10 @@ impl Daemon {
                     let mut guard = guard.map_err(DaemonError::Poll)?;
                     self.drain(guard.get_inner_mut(), &mut ebpf);
                     guard.clear_ready();
+                    self.flush();
+                }
+                _ = drain_tick.tick() => {
+                    self.drain(ring.get_mut(), &mut ebpf);
                     self.flush();
                 }
                 _ = inspect.tick(), if self.hooks.as_ref().is_some_and(TlsHooks::has_queued) => {

@@ -183,8 +183,8 @@ fn section(rounds: usize, per_batch: u64, samples: &[super::Samples]) -> String 
     let _ = writeln!(
         text,
         "The loop creates a TCP socket, connects it to a listener on 127.0.0.1 and closes it \
-         with a reset (`SO_LINGER` 0, so no socket waits in `TIME_WAIT`), {} times per \
-         measurement in {BATCHES} batches, in one thread on CPU 0 at nice -20. The kernel completes each \
+         with a reset (`SO_LINGER` 0, so no socket waits in `TIME_WAIT`). It does so {} times \
+         per measurement in {BATCHES} batches, in one thread on CPU 0 at nice -20. The kernel completes each \
          handshake on its own, so the listener accepts the queued connections between batches, \
          outside the timed part. A measurement is the time per connect of its fastest batch; the \
          conditions run interleaved for {rounds} rounds and the table shows the median of each. \

@@ -355,9 +355,9 @@ fn section(rounds: usize, per_batch: u64, samples: &[super::Samples], session: &
          completes the handshake (with server name indication and certificate verification) \
          and closes the connection. The server has a made-up self-signed ECDSA P-256 \
          certificate and issues no session tickets, so no handshake is resumed; the handshakes \
-         negotiate {} with {}. Client and server both use the system libssl ({}), and both run \
-         on CPU 0 at nice -20, so every handshake pays the probes at both ends and its time is the work of \
-         both ends, done one after the other. Only client and server are pinned; the monitors \
+         negotiate {} with {}. Client and server both use the system libssl ({}) and both run \
+         on CPU 0 at nice -20. So every handshake pays the probes at both ends, and its time is \
+         the work of both ends, done one after the other. Only client and server are pinned; the monitors \
          may run on any CPU. A measurement is the time \
          per handshake of its fastest batch; the conditions run interleaved for {rounds} rounds \
          and the table shows the median of each. The empty programs are uprobes that return at \
