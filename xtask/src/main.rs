@@ -4,7 +4,8 @@
 //! - `build`: release build of the daemon and its programs.
 //! - `run [-- ARGS]`: setup, build, then `credwatch run` as root.
 //! - `test`: setup, build, unit tests, then the root integration tests.
-//! - `bench`: the open-path overhead benchmark, written to `docs/benchmarks.md`.
+//! - `bench`: the overhead benchmarks (open, connect, TLS handshake), written to
+//!   `docs/benchmarks.md`.
 
 mod bench;
 mod setup;
@@ -41,7 +42,8 @@ enum Command {
         /// Only run tests whose name contains this string.
         filter: Option<String>,
     },
-    /// Measure the cost credwatch adds to openat+close and write docs/benchmarks.md.
+    /// Measure the cost credwatch adds to openat+close, a loopback TCP connect and a TLS
+    /// handshake, and write docs/benchmarks.md.
     Bench(bench::BenchArgs),
 }
 
