@@ -28,9 +28,9 @@ use monitor_common::{
 
 use crate::maps::{DAEMON_TGID, EVENTS, LAST_PEER, TLS_CALLS, TLS_HANDSHAKING, count};
 
-/// Submit flag that leaves the daemon asleep. TLS records come several per handshake, and
-/// waking the daemon for each costs the traced CPU more than the probes do; the daemon
-/// drains them on its next wake-up or on its drain timer, a few tens of milliseconds later.
+/// Submit flag that leaves the daemon asleep. A handshake sends several TLS records, and a
+/// wake-up for each kept the daemon busy. The daemon drains them on its next wake-up or on its
+/// 50 ms drain timer.
 const NO_WAKEUP: u64 = aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64;
 
 /// OpenSSL `SSL_CTRL_SET_TLSEXT_HOSTNAME`.
@@ -146,8 +146,8 @@ fn handshake_done(cookie: u64, session: u64) -> Option<bool> {
     Some(in_init == 0)
 }
 
-/// Reads the protocol version from the start of the `SSL` object when the cookie says the
-/// library keeps it there; 0 otherwise.
+/// Reads the protocol version from the start of the `SSL` object when the cookie marks the
+/// library as keeping it there; 0 otherwise.
 #[inline(always)]
 fn read_version(cookie: u64, session: u64) -> u32 {
     if cookie & cookie::VERSION_AT_START == 0 {

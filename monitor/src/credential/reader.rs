@@ -79,7 +79,7 @@ pub fn version_of(path: &Path, metadata: &std::fs::Metadata) -> FileVersion {
     }
 }
 
-/// Opens `path` as process `pid` sees it; see the module documentation.
+/// Opens `path` as process `pid` resolves it, as the module documentation describes.
 pub fn open_in_process_root(pid: u32, path: &Path) -> Result<File, ReadError> {
     let root = PathBuf::from(format!("/proc/{pid}/root"));
     open_beneath(&root, path).map_err(|source| ReadError::Open {

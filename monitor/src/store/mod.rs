@@ -1,7 +1,7 @@
 //! The durable state: an SQLite database in the state directory that keeps the credential
 //! inventory across restarts.
 //!
-//! The database holds identities and metadata only: credential ids (keyed fingerprints),
+//! The database contains identities and metadata only: credential ids (keyed fingerprints),
 //! types, native ids, expiries, the files they were read from, consumers and destinations.
 //! No secret is ever written. It runs in WAL mode with `synchronous=NORMAL`, so a crash or
 //! `kill -9` loses at most the last transactions, never the database. Files are created with
@@ -41,7 +41,7 @@ pub enum StoreError {
     Sqlite {
         /// The database file.
         path: PathBuf,
-        /// What was being done.
+        /// The action that failed.
         action: &'static str,
         /// The cause.
         #[source]
@@ -56,7 +56,7 @@ pub enum StoreError {
         path: PathBuf,
         /// Its version.
         found: i64,
-        /// The newest version this build knows.
+        /// The newest version this build supports.
         supported: usize,
     },
 }
@@ -456,7 +456,7 @@ impl Store {
     }
 
     /// Restricts the database and its WAL files to the owner. A failure is logged: the
-    /// database holds no secret, but its metadata is still sensitive.
+    /// database contains no secret, but its metadata is still sensitive.
     fn secure_files(&self) {
         let mut names = vec![self.path.clone()];
         for suffix in ["-wal", "-shm"] {

@@ -2,7 +2,7 @@
 //!
 //! Each migration is applied once, in order, inside a transaction, and `PRAGMA user_version`
 //! records how many have run. A database written by a newer credwatch (a higher version than
-//! this build knows) is rejected instead of being changed.
+//! this build supports) is rejected instead of being changed.
 
 /// Migrations in order; the database's `user_version` is the number applied.
 pub const MIGRATIONS: &[&str] = &[

@@ -78,7 +78,7 @@ pub struct TlsHooks {
     by_pid: HashMap<u32, HashSet<FileId>>,
     queue: VecDeque<(u32, Instant)>,
     delay: Duration,
-    /// What the hooks did.
+    /// Counts of what the hooks did.
     pub stats: HookStats,
 }
 
@@ -108,7 +108,7 @@ impl TlsHooks {
     }
 
     /// Attaches the TLS libraries installed on the host, which stay attached: most processes
-    /// load these, and a process that loads one before the daemon sees it is still covered.
+    /// load these, and a process that loads one before the daemon handles its open is still covered.
     pub fn attach_host_libraries(&mut self, ebpf: &mut Ebpf) {
         for path in discovery::host_libraries() {
             match open_regular(&path) {
@@ -146,16 +146,17 @@ impl TlsHooks {
         }
     }
 
-    /// Whether processes wait for inspection.
+    /// Returns whether processes wait for inspection.
     pub fn has_queued(&self) -> bool {
         !self.queue.is_empty()
     }
 
-    /// A process opened a file named like a TLS library (the loader or `dlopen`).
+    /// Attaches to a file named like a TLS library that a process opened (the loader or
+    /// `dlopen`).
     pub fn library_opened(&mut self, ebpf: &mut Ebpf, pid: u32, path: &Path) {
         if !path.is_absolute() {
             // NOTE: a library opened by a relative path is found by the memory-map inspection
-            // instead, which sees absolute paths.
+            // instead, which reads absolute paths.
             return;
         }
         let in_root = discovery::in_process_root(pid, path);
@@ -167,7 +168,7 @@ impl TlsHooks {
         }
     }
 
-    /// A process exited: releases the files only it used.
+    /// Releases the files only an exited process used.
     pub fn process_exited(&mut self, ebpf: &mut Ebpf, pid: u32) {
         self.queue.retain(|(queued, _)| *queued != pid);
         let Some(files) = self.by_pid.remove(&pid) else {

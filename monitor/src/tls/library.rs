@@ -289,7 +289,7 @@ fn arm64_getter(code: &[u8]) -> Option<u16> {
     u16::try_from(((load >> 10) & 0xfff) * 4).ok()
 }
 
-/// The file offset of a symbol's address, which is what a uprobe is attached at.
+/// Returns the file offset of a symbol's address, where a uprobe is attached.
 fn file_offset<'data, R: object::ReadRef<'data>>(
     file: &object::File<'data, R>,
     symbol: &object::Symbol<'data, '_, R>,
