@@ -9,6 +9,8 @@
 use std::path::Path;
 
 use monitor_common::tls::{cookie, function};
+
+use super::probe_point;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
 /// The TLS implementation in a file.
@@ -44,7 +46,10 @@ pub struct Hook {
     pub function: u8,
     /// Flags for the cookie.
     pub flags: u64,
-    /// Offset of the function in the file.
+    /// Offset of the function's entry in the file.
+    pub entry: u64,
+    /// Offset in the file where the probe goes: the function's entry, or the first
+    /// instruction after it that the kernel emulates (see [`probe_point`]).
     pub offset: u64,
 }
 
@@ -229,12 +234,17 @@ fn inspect_data<'data, R: object::ReadRef<'data>>(
             if io && program == "tls_return" && in_init_offset.is_some() {
                 continue;
             }
+            let return_probe = program == "tls_return";
+            let moved = data
+                .read_bytes_at(offset, probe_point::MAX_WALK as u64)
+                .map_or(0, |code| probe_point::probe_offset(code, return_probe));
             hooks.push(Hook {
                 symbol: want.symbol,
                 program,
                 function: want.function,
                 flags: version_flag,
-                offset,
+                entry: offset,
+                offset: offset + moved,
             });
         }
     }
@@ -351,6 +361,62 @@ mod tests {
             );
         }
         assert!(library.hooks.iter().all(|hook| hook.offset > 0));
+    }
+
+    /// Returns the instruction addresses objdump prints for `length` bytes at `address`.
+    fn objdump_instructions(path: &Path, address: u64, length: u64) -> Option<Vec<u64>> {
+        let output = std::process::Command::new("objdump")
+            .arg("-d")
+            .arg(format!("--start-address={address:#x}"))
+            .arg(format!("--stop-address={:#x}", address + length))
+            .arg(path)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let addresses = text
+            .lines()
+            .filter_map(|line| {
+                let (address, rest) = line.trim_start().split_once(":\t")?;
+                // Continuation lines of a long instruction carry bytes only.
+                rest.contains('\t').then_some(())?;
+                u64::from_str_radix(address, 16).ok()
+            })
+            .collect();
+        Some(addresses)
+    }
+
+    #[test]
+    fn moved_probe_points_are_instruction_boundaries() {
+        let mut checked = 0;
+        for name in ["libssl.so.3", "libssl.so.1.1", "libgnutls.so.30"] {
+            let Some(path) = host_library(name) else {
+                continue;
+            };
+            let data = std::fs::read(&path).unwrap();
+            let file = object::File::parse(data.as_slice()).unwrap();
+            let library = inspect(&path).unwrap().expect("a TLS library");
+            for hook in &library.hooks {
+                let symbol = file
+                    .dynamic_symbols()
+                    .find(|symbol| symbol.name() == Ok(hook.symbol))
+                    .unwrap();
+                let address = symbol.address();
+                let moved = hook.offset - hook.entry;
+                let Some(boundaries) =
+                    objdump_instructions(&path, address, probe_point::MAX_WALK as u64)
+                else {
+                    eprintln!("objdump is not installed; skipped");
+                    return;
+                };
+                assert!(
+                    boundaries.contains(&(address + moved)),
+                    "{name} {} +{moved} is not an instruction boundary: {boundaries:x?}",
+                    hook.symbol
+                );
+                checked += 1;
+            }
+        }
+        eprintln!("checked {checked} probe points");
     }
 
     #[test]

@@ -5,4 +5,5 @@ pub mod discovery;
 pub mod event;
 pub mod hooks;
 pub mod library;
+pub mod probe_point;
 pub mod session;
