@@ -108,6 +108,13 @@ pub static TLS_CALLS: LruHashMap<CallKey, CallArguments> = LruHashMap::with_max_
 #[map]
 pub static TLS_HANDSHAKING: LruHashMap<SessionKey, u8> = LruHashMap::with_max_entries(65536, 0);
 
+/// Server-side sessions (OpenSSL after `SSL_set_accept_state`, GnuTLS sessions made with
+/// `GNUTLS_SERVER`). Their calls are dropped in the kernel: only client handshakes are
+/// reported, and a busy server would otherwise fill the ring buffer with records the daemon
+/// throws away.
+#[map]
+pub static TLS_SERVERS: LruHashMap<SessionKey, u8> = LruHashMap::with_max_entries(65536, 0);
+
 /// Records for the daemon.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BUFFER_BYTES, 0);

@@ -26,7 +26,7 @@ use monitor_common::{
     },
 };
 
-use crate::maps::{DAEMON_TGID, EVENTS, LAST_PEER, TLS_CALLS, TLS_HANDSHAKING, count};
+use crate::maps::{DAEMON_TGID, EVENTS, LAST_PEER, TLS_CALLS, TLS_HANDSHAKING, TLS_SERVERS, count};
 
 /// Submit flag that leaves the daemon asleep. A handshake sends several TLS records, and a
 /// wake-up for each kept the daemon busy. The daemon drains them on its next wake-up or on its
@@ -39,6 +39,8 @@ const SSL_CTRL_SET_TLSEXT_HOSTNAME: u64 = 55;
 const TLSEXT_NAMETYPE_HOST_NAME: u64 = 0;
 /// GnuTLS `GNUTLS_NAME_DNS`.
 const GNUTLS_NAME_DNS: u64 = 1;
+/// GnuTLS `GNUTLS_SERVER` flag of `gnutls_init`.
+const GNUTLS_SERVER: u64 = 1;
 
 /// `SSL_ctrl(ssl, cmd, larg, parg)`: sends the server name when `cmd` sets it.
 #[uprobe]
@@ -188,7 +190,11 @@ pub fn tls_mark(ctx: ProbeContext) -> u32 {
     }
     let cookie = cookie_of(&ctx);
     let session: u64 = ctx.arg(0).unwrap_or(0);
-    track_handshake(pid_tgid, (cookie & cookie::FUNCTION_MASK) as u8, session);
+    let function = (cookie & cookie::FUNCTION_MASK) as u8;
+    track_handshake(pid_tgid, function, session);
+    if track_server(pid_tgid, function, session) {
+        return 0;
+    }
     let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
         count(counters::RINGBUF_FULL);
         return 0;
@@ -211,6 +217,50 @@ pub fn tls_mark(ctx: ProbeContext) -> u32 {
     entry.submit(NO_WAKEUP);
     count(counters::RECORDS_EMITTED);
     0
+}
+
+/// Keeps `TLS_SERVERS` up to date and returns whether the call belongs to a server session,
+/// which sends no record. A session that becomes a client leaves the map, in case a program
+/// reuses an object.
+#[inline(always)]
+fn track_server(pid_tgid: u64, function: u8, session: u64) -> bool {
+    let key = SessionKey {
+        tgid: pid_tgid >> 32,
+        session,
+    };
+    match function {
+        function::SSL_SET_ACCEPT_STATE => {
+            mark_server(&key);
+            true
+        }
+        function::SSL_SET_CONNECT_STATE => {
+            let _ = TLS_SERVERS.remove(&key);
+            false
+        }
+        function::SSL_FREE | function::GNUTLS_DEINIT => TLS_SERVERS.remove(&key).is_ok(),
+        _ => false,
+    }
+}
+
+/// Adds a server session, counting it once.
+#[inline(always)]
+fn mark_server(key: &SessionKey) {
+    // SAFETY: the value is only tested for presence.
+    if unsafe { TLS_SERVERS.get(key) }.is_none() {
+        count(counters::TLS_SERVER_SESSIONS);
+    }
+    let _ = TLS_SERVERS.insert(key, &1, 0);
+}
+
+/// Returns whether a session is a server session.
+#[inline(always)]
+fn is_server(pid_tgid: u64, session: u64) -> bool {
+    let key = SessionKey {
+        tgid: pid_tgid >> 32,
+        session,
+    };
+    // SAFETY: the value is only tested for presence.
+    unsafe { TLS_SERVERS.get(&key) }.is_some()
 }
 
 /// Keeps `TLS_HANDSHAKING` up to date: a session enters it when it becomes a client and
@@ -257,12 +307,6 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
     // Every hooked function returns a C `int`; the upper half of the register is undefined.
     let result = ctx.ret::<u64>() as u32 as i32 as i64;
 
-    let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
-        count(counters::RINGBUF_FULL);
-        return Err(());
-    };
-    // SAFETY: as in tls_mark.
-    let record = unsafe { &mut *entry.as_mut_ptr() };
     let session = if function == function::GNUTLS_INIT {
         // gnutls_init(gnutls_session_t *session, flags) stores the new session through its
         // first argument.
@@ -271,6 +315,22 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
     } else {
         arguments.first
     };
+    if function == function::GNUTLS_INIT && arguments.second & GNUTLS_SERVER != 0 {
+        mark_server(&SessionKey {
+            tgid: pid_tgid >> 32,
+            session,
+        });
+        return Ok(());
+    }
+    if is_server(pid_tgid, session) {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
+        count(counters::RINGBUF_FULL);
+        return Err(());
+    };
+    // SAFETY: as in tls_mark.
+    let record = unsafe { &mut *entry.as_mut_ptr() };
     fill(record, pid_tgid, cookie, session);
     record.flags |= TLS_RETURN;
     record.result = result;

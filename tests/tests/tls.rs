@@ -307,6 +307,19 @@ fn python_ssl_module_reports_server_hostname() {
         },
     );
     check_connect(&daemon, python.pid, port);
+
+    // The server's side of the handshake is dropped in the kernel and only counted.
+    let health = daemon.request_health();
+    assert!(
+        counter(&health, "credwatch.kernel.tls_server_sessions") >= 1,
+        "{health}"
+    );
+    assert!(
+        daemon
+            .events_of("credwatch.tls.handshake", server.pid())
+            .is_empty(),
+        "the server's sessions must not be reported"
+    );
     assert!(daemon.stop().success());
 }
 

@@ -38,6 +38,8 @@ pub struct Counters {
     pub tls_calls: u64,
     /// TLS return probes without a matching entry.
     pub tls_returns_unmatched: u64,
+    /// Server-side TLS sessions, whose calls are dropped in the kernel.
+    pub tls_server_sessions: u64,
 }
 
 impl Counters {
@@ -67,6 +69,7 @@ impl Counters {
             connects_unfinished: sum(index::CONNECTS_UNFINISHED),
             tls_calls: sum(index::TLS_CALLS),
             tls_returns_unmatched: sum(index::TLS_RETURNS_UNMATCHED),
+            tls_server_sessions: sum(index::TLS_SERVER_SESSIONS),
         }
     }
 
@@ -76,7 +79,7 @@ impl Counters {
     }
 
     /// Name and value of every counter, in a stable order, for the health event.
-    pub fn fields(&self) -> [(&'static str, u64); 16] {
+    pub fn fields(&self) -> [(&'static str, u64); 17] {
         [
             ("opens_seen", self.opens_seen),
             ("opens_matched", self.opens_matched),
@@ -94,6 +97,7 @@ impl Counters {
             ("connects_unfinished", self.connects_unfinished),
             ("tls_calls", self.tls_calls),
             ("tls_returns_unmatched", self.tls_returns_unmatched),
+            ("tls_server_sessions", self.tls_server_sessions),
         ]
     }
 }
