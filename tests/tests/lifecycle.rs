@@ -121,10 +121,18 @@ fn sighup_reopens_rotated_event_file() {
     fs::rename(&events, &rotated).unwrap();
 
     daemon.signal(libc::SIGHUP);
-    // The barrier's event can only be found once the daemon writes to the new file.
+    // The daemon handles the signal and ring-buffer records in either order, so the
+    // barrier's open must wait for the new file: before the reopen its event would go to the
+    // rotated file.
+    let deadline = std::time::Instant::now() + credwatch_tests::TIMEOUT;
+    while !events.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP must create a new event file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     daemon.barrier();
-
-    assert!(events.exists(), "SIGHUP must create a new event file");
     let old = fs::read_to_string(&rotated).unwrap();
     assert!(
         old.contains("\"credwatch.health.reason\":\"start\""),
