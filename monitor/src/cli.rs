@@ -8,12 +8,15 @@ use std::{
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+mod inventory;
+
 use crate::{
     config::{Config, ConfigError},
-    credential::catalogue::Catalogue,
-    daemon::{Daemon, RunOptions, Signals},
+    credential::{catalogue::Catalogue, keys},
+    daemon::{Daemon, RunOptions, Signals, identity::Identities},
     export::{JsonLinesSink, Resource},
     sensor::{self, Sensor},
+    store::Store,
 };
 
 /// Exit code for invalid usage or configuration.
@@ -71,6 +74,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Print the credential inventory kept in the state directory: each credential with its
+    /// type, native id, expiry, consumers, last use and use count.
+    Inventory {
+        /// State directory of the daemon.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = InventoryFormat::Table)]
+        format: InventoryFormat,
+    },
     /// Validate a configuration file and exit 0 when it is valid, 2 when not.
     CheckConfig {
         /// Configuration file (YAML).
@@ -93,6 +106,19 @@ pub enum Command {
         read_path: bool,
     },
 }
+
+/// Output formats of `credwatch inventory`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum InventoryFormat {
+    /// A table for people.
+    #[value(alias = "text")]
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+/// Where the daemon keeps its state when `--state-dir` is not given.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/credwatch";
 
 /// The hooks of `credwatch floor`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -117,6 +143,10 @@ pub struct RunArgs {
     /// Write the daemon's pid to this file once every probe is attached, and remove it at exit.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    /// Directory for the credential inventory (state.db) and the install key, created with
+    /// mode 0700 when missing.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
 /// Runs a parsed command and returns the process exit code.
@@ -124,6 +154,7 @@ pub fn execute(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Catalogue { config, format } => catalogue(config.as_deref(), format),
+        Command::Inventory { state_dir, format } => inventory::print(&state_dir, format),
         Command::CheckConfig { config } => check_config(&config),
         Command::Floor {
             ready_file,
@@ -154,6 +185,10 @@ fn run(args: RunArgs) -> ExitCode {
     if let Err(error) = sensor::preflight::check() {
         return report(&error, EXIT_FAILURE);
     }
+    let identities = match open_identities(&args.state_dir, &config) {
+        Ok(identities) => identities,
+        Err(code) => return code,
+    };
     let resource = Resource::detect();
     let sink = match &args.json_file {
         Some(path) => match JsonLinesSink::file(path, resource) {
@@ -190,10 +225,24 @@ fn run(args: RunArgs) -> ExitCode {
         health: config.health,
         tls: config.tls,
     };
-    match runtime.block_on(Daemon::new(catalogue, sink).run(sensor, signals, options)) {
+    match runtime.block_on(Daemon::new(catalogue, sink, identities).run(sensor, signals, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error, EXIT_FAILURE),
     }
+}
+
+/// Loads the credential key and opens the state database, or reports why not.
+fn open_identities(state_dir: &Path, config: &Config) -> Result<Identities, ExitCode> {
+    let fleet_key_file = config.credentials.fleet_key_file.as_deref();
+    let key =
+        keys::load_key(fleet_key_file, state_dir).map_err(|error| report(&error, EXIT_FAILURE))?;
+    let store = Store::open(state_dir).map_err(|error| report(&error, EXIT_FAILURE))?;
+    tracing::info!(
+        database = %store.path().display(),
+        fleet_key = fleet_key_file.is_some(),
+        "opened the credential inventory"
+    );
+    Ok(Identities::new(key, store))
 }
 
 fn catalogue(config: Option<&Path>, format: Format) -> ExitCode {

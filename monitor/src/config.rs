@@ -23,6 +23,17 @@ pub struct Config {
     pub network: NetworkConfig,
     /// TLS handshakes through library hooks.
     pub tls: TlsConfig,
+    /// Credential identities.
+    pub credentials: CredentialsConfig,
+}
+
+/// The `credentials` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// File with a secret shared by every host of a fleet, so that one credential gets the same
+    /// id everywhere. Without it each host uses its own random install key.
+    pub fleet_key_file: Option<PathBuf>,
 }
 
 /// The `network` section.

@@ -72,17 +72,28 @@ impl Daemon {
     /// Starts the daemon with the built-in catalogue plus `extra_entries`, a YAML list of
     /// catalogue entries (may be empty), and waits for its ready file.
     pub fn start(extra_entries: &str) -> Self {
-        Self::start_with_entries_and_sections(extra_entries, "")
+        Self::start_with_entries_and_sections(extra_entries, "", None)
     }
 
     /// Starts the daemon like [`Daemon::start`] with no extra entries, plus `sections`:
     /// top-level YAML sections such as `"network:\n  dedup_window: 0s\n"`. The harness writes
     /// the `catalogue` and `health` sections itself, so `sections` must not contain them.
     pub fn start_with_config(sections: &str) -> Self {
-        Self::start_with_entries_and_sections("", sections)
+        Self::start_with_entries_and_sections("", sections, None)
     }
 
-    fn start_with_entries_and_sections(extra_entries: &str, sections: &str) -> Self {
+    /// Starts the daemon like [`Daemon::start_with_config`], with its state (inventory and
+    /// install key) in `state_dir`, so that a later daemon can find it. Without this the state
+    /// goes to a directory removed with the daemon.
+    pub fn start_with_state(sections: &str, state_dir: &Path) -> Self {
+        Self::start_with_entries_and_sections("", sections, Some(state_dir.to_path_buf()))
+    }
+
+    fn start_with_entries_and_sections(
+        extra_entries: &str,
+        sections: &str,
+        state_dir: Option<PathBuf>,
+    ) -> Self {
         let dir = scratch_dir();
         let marker_entry =
             format!("    - {{id: test-marker, type: test_marker, basenames: [{MARKER_NAME}]}}\n");
@@ -91,10 +102,11 @@ impl Daemon {
         );
         let config_path = dir.path().join("config.yaml");
         fs::write(&config_path, config).expect("write the daemon configuration");
-        Self::start_with_config_file(dir, &config_path)
+        let state_dir = state_dir.unwrap_or_else(|| dir.path().join("state"));
+        Self::start_with_config_file(dir, &config_path, &state_dir)
     }
 
-    fn start_with_config_file(dir: TempDir, config: &Path) -> Self {
+    fn start_with_config_file(dir: TempDir, config: &Path, state_dir: &Path) -> Self {
         let events = dir.path().join("events.jsonl");
         let ready = dir.path().join("ready");
         let stderr = dir.path().join("stderr.log");
@@ -105,6 +117,8 @@ impl Daemon {
             .arg(&events)
             .arg("--ready-file")
             .arg(&ready)
+            .arg("--state-dir")
+            .arg(state_dir)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&stderr).expect("create the stderr log"))
             .spawn()

@@ -160,6 +160,8 @@ fn sigterm_during_start_exits_zero() {
     let mut child = Command::new(credwatch_binary())
         .args(["run", "--json-file"])
         .arg(dir.path().join("events.jsonl"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

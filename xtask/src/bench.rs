@@ -626,10 +626,13 @@ impl Monitor {
         scratch: &Scratch,
     ) -> anyhow::Result<Result<Self, std::process::ExitStatus>> {
         let _ = fs::remove_file(&scratch.ready);
-        let child = Command::new(binary)
-            .args(args)
-            .arg("--ready-file")
-            .arg(&scratch.ready)
+        let mut command = Command::new(binary);
+        command.args(args).arg("--ready-file").arg(&scratch.ready);
+        if args.first() == Some(&"run") {
+            // The inventory goes to the scratch directory, not to the host's state directory.
+            command.arg("--state-dir").arg(scratch.dir.join("state"));
+        }
+        let child = command
             .args(["--log-level", "warn"])
             .stdout(Stdio::null())
             .spawn()

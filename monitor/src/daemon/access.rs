@@ -51,6 +51,18 @@ struct Resolved<'a> {
     kind: Option<PatternKind>,
 }
 
+/// An access event and what the daemon needs to identify the file.
+pub struct Access {
+    /// The event, without the identities of the file.
+    pub event: Event,
+    /// The file as the process named it, made absolute.
+    pub path: std::path::PathBuf,
+    /// Whether `path` could be made absolute and normalised.
+    pub resolved: bool,
+    /// The catalogue type.
+    pub credential_type: String,
+}
+
 /// Builds the access event for a matched open, or returns why there is none. `directory` is the
 /// directory the kernel walked for a relative open, if any.
 pub fn access_event(
@@ -58,7 +70,7 @@ pub fn access_event(
     directory: Option<&Path>,
     process: &ProcessInfo,
     context: &mut Context<'_>,
-) -> Result<Event, Skipped> {
+) -> Result<Access, Skipped> {
     let resolved = resolve(open, directory, context.catalogue)?;
 
     let time = context.clock.to_system_time(open.boot_ns);
@@ -89,7 +101,12 @@ pub fn access_event(
 
     event.set("thread.id", open.tid);
     set_process_attributes(&mut event, process, open.uid, open.cgroup_id, context);
-    Ok(event)
+    Ok(Access {
+        event,
+        path: resolved.path,
+        resolved: resolved.resolved,
+        credential_type: resolved.credential_type.to_owned(),
+    })
 }
 
 /// Sets the `process.*` attributes shared by every process-attributed event.

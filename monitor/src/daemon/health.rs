@@ -62,6 +62,22 @@ pub struct DaemonStats {
     pub tls_server_sessions: u64,
     /// TLS sessions dropped because the session table was full.
     pub tls_sessions_evicted: u64,
+    /// Credential file versions read and identified.
+    pub files_identified: u64,
+    /// Reads whose file version was already identified.
+    pub identify_cache_hits: u64,
+    /// Credential files that could not be opened or read for identification.
+    pub files_unreadable: u64,
+    /// Files read through another process of the reader's cgroup after the reader exited.
+    pub files_read_through_cgroup: u64,
+    /// Failed updates of the state database.
+    pub store_failures: u64,
+    /// Exposures reported.
+    pub exposures_reported: u64,
+    /// Exposures inherited from the parent process, counted and not reported.
+    pub exposures_inherited: u64,
+    /// New processes whose environment could not be read.
+    pub environments_unreadable: u64,
 }
 
 impl DaemonStats {
@@ -121,6 +137,29 @@ pub fn health_event(
         .set(
             "credwatch.daemon.tls_sessions_evicted",
             daemon.tls_sessions_evicted,
+        )
+        .set("credwatch.daemon.files_identified", daemon.files_identified)
+        .set(
+            "credwatch.daemon.identify_cache_hits",
+            daemon.identify_cache_hits,
+        )
+        .set("credwatch.daemon.files_unreadable", daemon.files_unreadable)
+        .set(
+            "credwatch.daemon.files_read_through_cgroup",
+            daemon.files_read_through_cgroup,
+        )
+        .set("credwatch.daemon.store_failures", daemon.store_failures)
+        .set(
+            "credwatch.daemon.exposures_reported",
+            daemon.exposures_reported,
+        )
+        .set(
+            "credwatch.daemon.exposures_inherited",
+            daemon.exposures_inherited,
+        )
+        .set(
+            "credwatch.daemon.environments_unreadable",
+            daemon.environments_unreadable,
         )
         .set(
             "credwatch.dropped.total",

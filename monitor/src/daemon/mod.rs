@@ -3,7 +3,9 @@
 
 pub mod access;
 pub mod directories;
+pub mod exposure;
 pub mod health;
+pub mod identity;
 
 use std::{
     fs, io,
@@ -25,23 +27,26 @@ use tokio::{
 };
 
 use self::{
-    access::{Context, Skipped, access_event},
+    access::{Access, Context, Skipped, access_event, set_process_attributes},
     directories::PendingDirectories,
+    exposure::{Exposure, Exposures, Location, RunningProcess},
     health::{DaemonStats, Reason, health_event},
+    identity::{Identities, Reader, rfc3339_seconds, set_identity_attributes},
 };
 use crate::{
     clock::BootClock,
     config::{HealthConfig, TlsConfig},
     credential::catalogue::Catalogue,
-    export::{Event, JsonLinesSink},
+    export::{Event, JsonLinesSink, Severity, event::name},
     network::event::connect_event,
-    process::{ProcessCache, users::UserNames},
+    process::{ProcessCache, ProcessInfo, procfs, redact, users::UserNames},
     sensor::{
         Sensor,
         counters::Counters,
-        decode::{OpenEvent, Record, decode},
-        decode_network::TlsCall,
+        decode::{ExecEvent, OpenEvent, Record, decode},
+        decode_network::{ConnectEvent, TlsCall},
     },
+    store::CredentialRecord,
     tls::{
         event::handshake_event,
         hooks::TlsHooks,
@@ -106,6 +111,8 @@ pub struct Daemon {
     stats: DaemonStats,
     directories: PendingDirectories,
     sessions: Sessions,
+    identities: Identities,
+    exposures: Exposures,
     /// The TLS hooks, when the TLS programs are loaded.
     hooks: Option<TlsHooks>,
     /// Set when the event output was closed by its reader.
@@ -115,8 +122,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// A daemon that writes to `sink`.
-    pub fn new(catalogue: Catalogue, sink: JsonLinesSink) -> Self {
+    /// A daemon that writes to `sink` and keeps its inventory in `identities`.
+    pub fn new(catalogue: Catalogue, sink: JsonLinesSink, identities: Identities) -> Self {
         Self {
             catalogue,
             sink,
@@ -127,6 +134,8 @@ impl Daemon {
             stats: DaemonStats::default(),
             directories: PendingDirectories::default(),
             sessions: Sessions::default(),
+            identities,
+            exposures: Exposures::default(),
             hooks: None,
             output_closed: false,
             reported_drops: 0,
@@ -162,6 +171,7 @@ impl Daemon {
 
         let scanned = self.processes.scan();
         tracing::info!(processes = scanned, "loaded running processes from /proc");
+        self.scan_running_exposures();
         if tls_loaded {
             self.start_tls_hooks(&mut ebpf, &options.tls);
         }
@@ -275,16 +285,19 @@ impl Daemon {
         match record {
             Record::Directory(directory) => self.directories.remember(directory),
             Record::Exec(exec) => {
-                self.processes.exec(&exec);
+                let process = self.processes.exec(&exec);
                 if let Some(hooks) = &mut self.hooks {
                     hooks.exec(exec.pid, std::time::Instant::now());
                 }
+                self.check_exposures(&exec, &process);
             }
             Record::Exit(exit) => {
                 for handshake in self.sessions.end_process(exit.pid, exit.boot_ns) {
                     self.report_handshake(&handshake);
                 }
                 self.processes.exit(exit.pid);
+                self.identities.process_exited(exit.pid);
+                self.exposures.process_exited(exit.pid);
                 if let Some(hooks) = &mut self.hooks {
                     hooks.process_exited(ebpf, exit.pid);
                 }
@@ -293,6 +306,7 @@ impl Daemon {
                 let process = self.processes.get_or_load(connect.pid);
                 let mut context = self.context();
                 let event = connect_event(&connect, &process, &mut context);
+                self.connect_destination(&connect, &event);
                 self.emit(event);
             }
             Record::Tls(call) => self.handle_tls(&call),
@@ -309,7 +323,7 @@ impl Daemon {
                     cgroups: &mut self.cgroups,
                 };
                 match access_event(&open, directory.as_deref(), &process, &mut context) {
-                    Ok(event) => self.emit(event),
+                    Ok(access) => self.report_access(&open, &process, access),
                     Err(Skipped::NotACredential) => self.stats.opens_not_credential += 1,
                     Err(Skipped::Unresolved) => {
                         self.stats.opens_unresolved += 1;
@@ -347,6 +361,215 @@ impl Daemon {
             .cloned();
         let mut context = self.context();
         let event = handshake_event(handshake, library.as_ref(), &process, &mut context);
+        let succeeded = event.attributes.get("credwatch.tls.result")
+            == Some(&serde_json::Value::from("success"));
+        if succeeded
+            && let Some(server) = event
+                .attributes
+                .get("server.address")
+                .and_then(serde_json::Value::as_str)
+        {
+            let port = event
+                .attributes
+                .get("server.port")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|port| u16::try_from(port).ok())
+                .unwrap_or(0);
+            let now = unix_ms(event.time);
+            self.identities
+                .destination(handshake.pid, server, port, now);
+        }
+        self.emit(event);
+    }
+
+    /// Identifies the credentials of an opened file, adds them to the access event and
+    /// writes it. Failed opens and opens for writing only are not read.
+    fn report_access(&mut self, open: &OpenEvent, process: &ProcessInfo, access: Access) {
+        let Access {
+            mut event,
+            path,
+            resolved,
+            credential_type,
+        } = access;
+        let readable = open.result >= 0 && access::access_mode(open.open_flags) != "write";
+        if readable && resolved {
+            let relative = self.cgroups.path(open.cgroup_id).map(str::to_owned);
+            let cgroup_dir = self
+                .cgroups
+                .root()
+                .zip(relative)
+                .map(|(root, relative)| root.join(relative.trim_start_matches('/')));
+            let executable = process
+                .executable
+                .as_deref()
+                .map(|path| path.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let reader = Reader {
+                pid: open.pid,
+                cgroup_dir,
+                executable: &executable,
+            };
+            let identity =
+                self.identities
+                    .file_read(&reader, &path, &credential_type, unix_ms(event.time));
+            set_identity_attributes(&mut event, &identity);
+        } else if readable {
+            event.set("credwatch.identify.result", "not_read");
+            event.set(
+                "credwatch.identify.error",
+                "the relative path could not be resolved",
+            );
+        }
+        self.emit(event);
+    }
+
+    /// Counts a successful connect as a destination of the credentials its process read.
+    fn connect_destination(&mut self, connect: &ConnectEvent, event: &Event) {
+        if event
+            .attributes
+            .get("credwatch.connect.result")
+            .and_then(|v| v.as_str())
+            != Some("ok")
+        {
+            return;
+        }
+        let Some(address) = event
+            .attributes
+            .get("network.peer.address")
+            .and_then(|v| v.as_str())
+        else {
+            return;
+        };
+        let port = event
+            .attributes
+            .get("network.peer.port")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|port| u16::try_from(port).ok())
+            .unwrap_or(0);
+        self.identities
+            .destination(connect.pid, address, port, unix_ms(event.time));
+    }
+
+    /// Scans a new program's arguments and environment for secrets.
+    fn check_exposures(&mut self, exec: &ExecEvent, process: &ProcessInfo) {
+        let raw_args = if exec.args.is_empty() || exec.args_truncated {
+            procfs::read_cmdline(exec.pid).unwrap_or_else(|_| exec.args.clone())
+        } else {
+            exec.args.clone()
+        };
+        let args = redact::split_cmdline(&raw_args);
+        drop(zeroize::Zeroizing::new(raw_args));
+        let environ = procfs::read_environ(exec.pid).ok();
+        let found = self.exposures.exec(
+            self.identities.key(),
+            exec.pid,
+            exec.ppid,
+            &args,
+            environ.as_deref().map(Vec::as_slice),
+        );
+        drop(zeroize::Zeroizing::new(args.concat()));
+        let time = self.clock.to_system_time(exec.boot_ns);
+        for exposure in found {
+            self.report_exposure(&exposure, process, exec.uid, exec.cgroup_id, time, false);
+        }
+    }
+
+    /// Reports the secrets in the arguments and environments of the processes running at
+    /// start, except those a process shares with its parent.
+    fn scan_running_exposures(&mut self) {
+        let processes: Vec<_> = match procfs::list_pids() {
+            Ok(pids) => pids
+                .into_iter()
+                .filter(|&pid| pid != std::process::id())
+                .map(|pid| RunningProcess {
+                    pid,
+                    ppid: procfs::read_stat(pid).ok().map(|stat| stat.ppid),
+                    args: procfs::read_cmdline(pid)
+                        .map(|raw| redact::split_cmdline(&raw))
+                        .unwrap_or_default(),
+                    environ: procfs::read_environ(pid).ok(),
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list /proc; secrets of running processes are not scanned");
+                return;
+            }
+        };
+        let found = self
+            .exposures
+            .scan_running(self.identities.key(), &processes);
+        drop(processes);
+        let now = std::time::SystemTime::now();
+        for (pid, exposures) in found {
+            let process = self.processes.get_or_load(pid);
+            let uid = procfs::read_uid(pid).unwrap_or(u32::MAX);
+            let cgroup_id = self
+                .cgroups
+                .root()
+                .and_then(|root| procfs::read_cgroup_id(pid, root))
+                .unwrap_or(0);
+            for exposure in exposures {
+                self.report_exposure(&exposure, &process, uid, cgroup_id, now, true);
+            }
+        }
+    }
+
+    fn report_exposure(
+        &mut self,
+        exposure: &Exposure,
+        process: &ProcessInfo,
+        uid: u32,
+        cgroup_id: u64,
+        time: std::time::SystemTime,
+        at_start: bool,
+    ) {
+        let executable = process
+            .executable
+            .as_deref()
+            .map(|path| path.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let record = CredentialRecord {
+            id: exposure.id.clone(),
+            credential_type: exposure.credential_type.clone(),
+            native_id: exposure.native_id.clone(),
+            label: None,
+            expires_at: exposure.expires_at,
+            details: exposure.details.clone(),
+        };
+        self.identities.exposed(&record, &executable, unix_ms(time));
+
+        let severity = match exposure.location {
+            Location::Argument { .. } => Severity::Warn,
+            Location::Environment { .. } => Severity::Info,
+        };
+        let mut event = Event::new(name::CREDENTIAL_EXPOSURE, severity, time);
+        event
+            .set("credwatch.credential.id", exposure.id.clone())
+            .set(
+                "credwatch.credential.type",
+                exposure.credential_type.clone(),
+            )
+            .set_some("credwatch.credential.native_id", exposure.native_id.clone())
+            .set_some(
+                "credwatch.credential.expires_at",
+                exposure.expires_at.and_then(rfc3339_seconds),
+            )
+            .set("credwatch.exposure.source", exposure.location.source());
+        match &exposure.location {
+            Location::Environment { variable } => {
+                event.set("credwatch.exposure.variable", variable.clone());
+            }
+            Location::Argument { index, name } => {
+                event
+                    .set("credwatch.exposure.argument_index", *index)
+                    .set_some("credwatch.exposure.variable", name.clone());
+            }
+        }
+        if at_start {
+            event.set("credwatch.exposure.at_start", true);
+        }
+        let mut context = self.context();
+        set_process_attributes(&mut event, process, uid, cgroup_id, &mut context);
         self.emit(event);
     }
 
@@ -371,6 +594,16 @@ impl Daemon {
         }
         self.stats.tls_server_sessions = self.sessions.stats.server_handshakes;
         self.stats.tls_sessions_evicted = self.sessions.stats.sessions_evicted;
+        let identity = self.identities.stats;
+        self.stats.files_identified = identity.files_identified;
+        self.stats.identify_cache_hits = identity.cache_hits;
+        self.stats.files_unreadable = identity.files_unreadable;
+        self.stats.files_read_through_cgroup = identity.read_through_cgroup;
+        self.stats.store_failures = identity.store_failures;
+        let exposure = self.exposures.stats;
+        self.stats.exposures_reported = exposure.reported;
+        self.stats.exposures_inherited = exposure.inherited;
+        self.stats.environments_unreadable = exposure.environments_unreadable;
     }
 
     fn emit(&mut self, event: Event) {
@@ -440,6 +673,14 @@ impl Daemon {
         self.emit(health_event(reason, &kernel, &self.stats, None, None));
         self.flush();
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 /// The signals the daemon handles, installed before the probes load so that SIGTERM or SIGINT

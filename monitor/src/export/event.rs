@@ -12,6 +12,8 @@ pub mod name {
     pub const CREDENTIAL_ACCESS: &str = "credwatch.credential.access";
     /// A process started an outbound TCP connection.
     pub const NETWORK_CONNECT: &str = "credwatch.network.connect";
+    /// A secret was found in a new process's arguments or environment.
+    pub const CREDENTIAL_EXPOSURE: &str = "credwatch.credential.exposure";
     /// A process made a TLS handshake as a client.
     pub const TLS_HANDSHAKE: &str = "credwatch.tls.handshake";
     /// Probe states, counters and drops.

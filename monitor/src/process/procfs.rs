@@ -65,6 +65,30 @@ pub fn read_cmdline(pid: u32) -> io::Result<Vec<u8>> {
     fs::read(pid_dir(pid).join("cmdline"))
 }
 
+/// The cgroup v2 id of a process: the inode of its directory below `root`, the cgroup v2
+/// mount, taken from the `0::PATH` line of `/proc/PID/cgroup`.
+pub fn read_cgroup_id(pid: u32, root: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    let text = fs::read_to_string(pid_dir(pid).join("cgroup")).ok()?;
+    let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let directory = root.join(path.trim_start_matches('/'));
+    fs::metadata(directory).ok().map(|metadata| metadata.ino())
+}
+
+/// Largest environment read from `/proc/PID/environ`. Linux limits a single string to 128 KiB
+/// but the whole environment only by the stack size, so the read is capped.
+pub const MAX_ENVIRON_BYTES: u64 = 1024 * 1024;
+
+/// Raw `/proc/PID/environ` bytes, at most [`MAX_ENVIRON_BYTES`]. The buffer is wiped when
+/// dropped, because environments often contain secrets.
+pub fn read_environ(pid: u32) -> io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read as _;
+    let file = fs::File::open(pid_dir(pid).join("environ"))?;
+    let mut buffer = zeroize::Zeroizing::new(Vec::new());
+    file.take(MAX_ENVIRON_BYTES).read_to_end(&mut buffer)?;
+    Ok(buffer)
+}
+
 /// Parsed `/proc/PID/stat`.
 pub fn read_stat(pid: u32) -> io::Result<Stat> {
     let text = fs::read_to_string(pid_dir(pid).join("stat"))?;

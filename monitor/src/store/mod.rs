@@ -79,7 +79,7 @@ pub struct CredentialRecord {
 }
 
 /// The file version a credential was read from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FileVersion {
     /// Path as the process saw it.
     pub path: String,
@@ -197,11 +197,12 @@ impl Store {
         &self.path
     }
 
-    /// Inserts or refreshes a credential and the file version it was read from.
+    /// Inserts or refreshes a credential and the file version it was read from, if it came
+    /// from a file.
     pub fn record_credential(
         &mut self,
         credential: &CredentialRecord,
-        file: &FileVersion,
+        file: Option<&FileVersion>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let path = &self.path;
@@ -228,6 +229,9 @@ impl Store {
                 ],
             )
             .map_err(failed(path, "store a credential"))?;
+        let Some(file) = file else {
+            return transaction.commit().map_err(failed(path, "commit"));
+        };
         transaction
             .execute(
                 "INSERT INTO credential_files

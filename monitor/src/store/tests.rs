@@ -41,7 +41,7 @@ fn inventory_lists_uses_consumers_and_destinations() {
     store
         .record_credential(
             &credential("cw1:aa"),
-            &file("/root/.aws/credentials", 1),
+            Some(&file("/root/.aws/credentials", 1)),
             1_000,
         )
         .unwrap();
@@ -79,10 +79,10 @@ fn inventory_survives_reopening() {
     {
         let mut store = Store::open(dir.path()).unwrap();
         store
-            .record_credential(&credential("cw1:bb"), &file("/a", 1), 10)
+            .record_credential(&credential("cw1:bb"), Some(&file("/a", 1)), 10)
             .unwrap();
         store
-            .record_credential(&credential("cw1:bb"), &file("/a", 2), 20)
+            .record_credential(&credential("cw1:bb"), Some(&file("/a", 2)), 20)
             .unwrap();
         store.record_use("cw1:bb", "/usr/bin/cat", "", 30).unwrap();
     }

@@ -12,6 +12,9 @@ use crate::credential::{
 
 const EXPECTED: &str = ".env file";
 
+/// Type of a variable that is a secret by its name only.
+pub(super) const SECRET_TYPE: &str = "dotenv_secret";
+
 const AWS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 const AWS_SECRET: &str = "AWS_SECRET_ACCESS_KEY";
 const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
@@ -28,6 +31,27 @@ pub(super) fn identify(contents: &[u8]) -> Result<Vec<Identified>, IdentifyError
     let text = utf8(contents, EXPECTED)?;
     let variables = parse(text);
     Ok(describe_variables(&variables))
+}
+
+/// Identifies the secrets of a process environment, as `/proc/PID/environ` holds it:
+/// `NAME=value` strings separated by NUL bytes, with values taken literally. The `line` detail
+/// is the position of the variable, counting from 1. Entries whose name is not UTF-8 or that
+/// have no `=` are skipped.
+pub(super) fn identify_environment(environ: &[u8]) -> Vec<Identified> {
+    let variables: Vec<Variable<'_>> = environ
+        .split(|&byte| byte == 0)
+        .enumerate()
+        .filter_map(|(index, entry)| {
+            let equals = entry.iter().position(|&byte| byte == b'=')?;
+            let name = std::str::from_utf8(&entry[..equals]).ok()?;
+            (!name.is_empty()).then(|| Variable {
+                name,
+                value: SecretBytes::from_slice(&entry[equals + 1..]),
+                line: index + 1,
+            })
+        })
+        .collect();
+    describe_variables(&variables)
 }
 
 /// Describes the variables of a file, pairing the AWS key id with its secret.
@@ -59,7 +83,7 @@ fn describe_variable(variable: &Variable<'_>) -> Option<Identified> {
         return Some(scan::token_item(kind, value.trim_ascii()));
     }
     if is_secret_name(variable.name) && is_plausible_secret_value(value) {
-        return Some(Identified::new("dotenv_secret", variable.value.clone()));
+        return Some(Identified::new(SECRET_TYPE, variable.value.clone()));
     }
     None
 }
@@ -242,6 +266,41 @@ mod tests {
         assert_eq!(found[0].material.expose(), b"made-up-db-password");
         assert_eq!(found[0].details["line"], 2);
         assert_eq!(found[2].native_id.as_deref(), Some("AKIAMADEUPEXAMPLE234"));
+    }
+
+    #[test]
+    fn environment_values_are_literal() {
+        let environ =
+            b"PATH=/usr/bin\0DB_PASSWORD='made up pass' # kept\0=no-name\0\xff\xfe=x\0junk\0\
+                        API_TOKEN=made-up-api-token-value\0";
+
+        let found = identify_environment(environ);
+
+        let summary: Vec<(&str, &[u8], &serde_json::Value)> = found
+            .iter()
+            .map(|item| {
+                (
+                    item.label.as_deref().unwrap(),
+                    item.material.expose(),
+                    &item.details["line"],
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "DB_PASSWORD",
+                    b"'made up pass' # kept".as_slice(),
+                    &serde_json::json!(2)
+                ),
+                (
+                    "API_TOKEN",
+                    b"made-up-api-token-value".as_slice(),
+                    &serde_json::json!(6)
+                ),
+            ]
+        );
     }
 
     #[test]

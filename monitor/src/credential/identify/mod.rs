@@ -19,6 +19,7 @@
 //! exercises with damaged versions of every fixture, and no error message contains file
 //! content.
 
+mod arguments;
 mod aws;
 mod azure;
 mod docker;
@@ -198,4 +199,39 @@ pub fn identify(credential_type: &str, contents: &[u8]) -> Result<Vec<Identified
         "dotenv" => dotenv::identify(contents),
         _ => Ok(scan::identify(contents)),
     }
+}
+
+/// Identifies the secrets in a process environment (`/proc/PID/environ`): variables with a
+/// secret name and a plausible value, and values in a known token format. The label of each
+/// credential is its variable name. AWS key ids without their secret are left out, because
+/// they are no secret. At most [`MAX_INPUT_BYTES`] are read.
+pub fn identify_environment(environ: &[u8]) -> Vec<Identified> {
+    let environ = &environ[..environ.len().min(MAX_INPUT_BYTES)];
+    dotenv::identify_environment(environ)
+        .into_iter()
+        .filter(|item| !is_bare_identifier(item))
+        .map(|mut item| {
+            if item.credential_type == dotenv::SECRET_TYPE {
+                item.credential_type = ENVIRONMENT_SECRET_TYPE.to_string();
+            }
+            item
+        })
+        .collect()
+}
+
+/// Type of a secret found by its variable name only, in a process environment.
+pub const ENVIRONMENT_SECRET_TYPE: &str = "environment_secret";
+
+/// Identifies the secrets in a process's arguments, as [`arguments::identify`] describes.
+/// Returns the index of the argument that holds each one.
+pub fn identify_arguments(args: &[String]) -> Vec<(usize, Identified)> {
+    arguments::identify(args)
+        .into_iter()
+        .filter(|(_, item)| !is_bare_identifier(item))
+        .collect()
+}
+
+/// Tells whether a credential is only an identifier, such as an AWS key id found alone.
+fn is_bare_identifier(item: &Identified) -> bool {
+    super::patterns::token_kind(item.material.expose()).is_some_and(|kind| kind.is_identifier())
 }
