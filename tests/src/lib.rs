@@ -89,7 +89,9 @@ impl Daemon {
         Self::start_with_entries_and_sections("", sections, Some(state_dir.to_path_buf()))
     }
 
-    fn start_with_entries_and_sections(
+    /// Starts the daemon with `extra_entries` as [`Daemon::start`] and `sections` as
+    /// [`Daemon::start_with_config`], and its state in `state_dir` when given.
+    pub fn start_with_entries_and_sections(
         extra_entries: &str,
         sections: &str,
         state_dir: Option<PathBuf>,
@@ -119,7 +121,7 @@ impl Daemon {
             .arg(&ready)
             .arg("--state-dir")
             .arg(state_dir)
-            .stdout(Stdio::null())
+            .stdout(fs::File::create(dir.path().join("stdout.log")).expect("create the stdout log"))
             .stderr(fs::File::create(&stderr).expect("create the stderr log"))
             .spawn()
             .expect("start credwatch; build it with `cargo xtask build`");
@@ -165,6 +167,12 @@ impl Daemon {
     /// Returns a directory the test may use, removed with the daemon.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Sends SIGKILL, as a crash or `kill -9` would, and waits for the daemon to die.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.wait_exit();
     }
 
     /// Returns the daemon's standard error so far.
