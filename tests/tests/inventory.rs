@@ -331,7 +331,7 @@ fn base64url(bytes: &[u8]) -> String {
 /// A standard base64 encoding with padding, as Docker stores `user:password`.
 fn base64(bytes: &[u8]) -> String {
     let mut text = base64url(bytes).replace('-', "+").replace('_', "/");
-    while text.len() % 4 != 0 {
+    while !text.len().is_multiple_of(4) {
         text.push('=');
     }
     text

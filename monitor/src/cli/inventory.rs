@@ -10,7 +10,7 @@ use crate::{
     store::{DATABASE_FILE, InventoryEntry, Store},
 };
 
-/// Most consumers or destinations a table cell lists before it says how many more there are.
+/// Maximum number of consumers a table cell lists before it counts the rest.
 const MAX_LISTED: usize = 3;
 
 /// Prints the inventory of `state_dir` and returns the exit code.
@@ -39,7 +39,7 @@ pub fn print(state_dir: &Path, format: InventoryFormat) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One credential as JSON, with times in RFC 3339.
+/// Converts one credential to JSON, with times in RFC 3339.
 fn entry_json(entry: &InventoryEntry) -> Value {
     json!({
         "id": entry.id,
@@ -67,7 +67,7 @@ fn entry_json(entry: &InventoryEntry) -> Value {
     })
 }
 
-/// The inventory as an aligned table, most recently used first.
+/// Formats the inventory as an aligned table, in the order given.
 fn table(entries: &[InventoryEntry]) -> String {
     const HEADER: [&str; 8] = [
         "TYPE",
@@ -148,7 +148,7 @@ fn push_line(output: &mut String, cells: &[String; 8], widths: &[usize; 8]) {
     output.push('\n');
 }
 
-/// Up to [`MAX_LISTED`] names, then how many more.
+/// Joins up to [`MAX_LISTED`] names and counts the rest.
 fn listed(names: &[String]) -> String {
     if names.is_empty() {
         return "-".to_owned();

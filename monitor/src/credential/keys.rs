@@ -33,7 +33,7 @@ pub enum LoadKeyError {
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What is wrong, without the file's content.
+        /// The problem, described without the file's content.
         problem: String,
     },
     /// The install key could not be loaded or created.

@@ -7,7 +7,7 @@
 //! Children inherit their parent's environment, so a shell with a secret variable would
 //! report it again for every command. An exposure is therefore reported only when the
 //! parent process (or the previous program of the same process) did not have the same
-//! secret in the same place; the others are counted. The processes running at start are
+//! secret in the same place. The others are counted. The processes running at start are
 //! scanned too, and their exposures are reported once, marked `at_start`.
 
 use std::collections::{HashMap, HashSet};
@@ -17,7 +17,7 @@ use crate::credential::{
     identify::{Identified, identify_arguments, identify_environment},
 };
 
-/// Where a secret was found.
+/// Location of a secret in a process.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Location {
     /// An environment variable.
@@ -47,7 +47,7 @@ impl Location {
 /// One secret found in a process.
 #[derive(Clone, Debug)]
 pub struct Exposure {
-    /// Where it is.
+    /// Its location.
     pub location: Location,
     /// Keyed credential id.
     pub id: String,
@@ -219,7 +219,7 @@ mod tests {
     const ENVIRON: &[u8] = b"HOME=/root\0DB_PASSWORD=made-up-db-password\0";
 
     #[test]
-    fn child_with_the_parents_environment_is_not_reported_again() {
+    fn inherited_environment_not_reported() {
         let key = key();
         let mut exposures = Exposures::default();
 

@@ -30,12 +30,12 @@ const MAX_IDS_PER_PROCESS: usize = 64;
 /// Most processes of a cgroup tried when the process that opened a file has exited.
 const MAX_FALLBACK_PROCESSES: usize = 8;
 
-/// What became of the attempt to identify a file, `credwatch.identify.result`.
+/// Outcome of identifying a file, `credwatch.identify.result`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// One or more credentials were found.
     Identified,
-    /// The file holds no credential (it is empty or has no secret entries).
+    /// The file contains no credential (it is empty or has no secret entries).
     Empty,
     /// The file's format is not one credwatch reads.
     Unsupported,
@@ -48,7 +48,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The attribute value.
+    /// Returns the attribute value.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Identified => "identified",
@@ -79,11 +79,11 @@ pub struct CredentialSummary {
 /// The identities of one file version.
 #[derive(Clone, Debug)]
 pub struct FileIdentity {
-    /// How identification went.
+    /// Outcome of the identification.
     pub outcome: Outcome,
     /// The credentials, in file order.
     pub credentials: Vec<CredentialSummary>,
-    /// Why the file was not identified, in words that contain no file content.
+    /// Reason the file was not identified, in words that contain no file content.
     pub problem: Option<String>,
 }
 
@@ -144,12 +144,12 @@ impl Identities {
         }
     }
 
-    /// The state database.
+    /// Returns the path of the state database.
     pub fn store_path(&self) -> &Path {
         self.store.path()
     }
 
-    /// The key credential ids are computed under.
+    /// Returns the key that credential ids are computed under.
     pub fn key(&self) -> &CredentialKey {
         &self.key
     }
@@ -362,7 +362,7 @@ fn identify_failure(error: &IdentifyError, path: &Path) -> FileIdentity {
     FileIdentity::failed(outcome, error.to_string())
 }
 
-/// An error and its causes in one line.
+/// Formats an error and its causes in one line.
 fn error_text(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -374,7 +374,7 @@ fn error_text(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Up to [`MAX_FALLBACK_PROCESSES`] live processes of a cgroup.
+/// Returns up to [`MAX_FALLBACK_PROCESSES`] live processes of a cgroup.
 fn cgroup_processes(cgroup_dir: &Path) -> Vec<u32> {
     let Ok(text) = std::fs::read_to_string(cgroup_dir.join("cgroup.procs")) else {
         return Vec::new();
