@@ -180,10 +180,13 @@ impl Daemon {
         fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    /// Returns every event written so far.
+    /// Returns every event written so far. A last line without its newline is still being
+    /// written, so it is left for the next call.
     pub fn events(&self) -> Vec<Value> {
         let text = fs::read_to_string(&self.events).unwrap_or_default();
-        text.lines()
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
             .filter(|line| !line.trim().is_empty())
             .map(|line| {
                 serde_json::from_str(line)

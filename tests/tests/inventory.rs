@@ -9,7 +9,11 @@ use std::{
 };
 
 use credwatch_tests::{
-    Daemon, attribute, contract::assert_documented, counter, credwatch_binary, run, scratch_dir,
+    Daemon, attribute,
+    client::{PYTHON3, client, run_to_end},
+    contract::assert_documented,
+    counter, credwatch_binary, run, scratch_dir,
+    servers::TlsServer,
     unique, write_file,
 };
 use serde_json::Value;
@@ -92,7 +96,11 @@ fn aws_profiles_are_identified_and_listed() {
     let event = read_with_cat(&daemon, &file);
     assert!(daemon.stop().success());
 
-    assert_eq!(attribute(&event, "credwatch.identify.result"), "identified");
+    assert_eq!(
+        attribute(&event, "credwatch.identify.result"),
+        "identified",
+        "{event}"
+    );
     assert_eq!(event["attributes"]["credwatch.credential.count"], 2);
     assert_eq!(
         event["attributes"]["credwatch.credential.native_id"],
@@ -124,6 +132,78 @@ fn aws_profiles_are_identified_and_listed() {
     assert!(table.starts_with("TYPE"), "{table}");
     assert!(table.contains("ASIAMADEUPEXAMPLE999"), "{table}");
     assert!(table.contains("cat"), "{table}");
+}
+
+/// Reads the file in `argv[1]`, then makes a TLS handshake with `argv[3]` as the server name to
+/// 127.0.0.1 port `argv[2]`, without verifying the made-up certificate.
+const READ_THEN_CONNECT: &str = r#"
+import socket, ssl, sys
+open(sys.argv[1]).read()
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as plain:
+    with context.wrap_socket(plain, server_hostname=sys.argv[3]) as tls:
+        print(tls.version())
+"#;
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn destinations_follow_the_reader() {
+    let state = scratch_dir();
+    let mut daemon = Daemon::start_with_state("network:\n  dedup_window: 0s\n", state.path());
+    let file = daemon.dir().join("home/.aws/credentials");
+    write_file(&file, &aws_credentials("Destination"));
+    let server = TlsServer::start();
+
+    let python = run_to_end(
+        client(PYTHON3)
+            .args(["-c", READ_THEN_CONNECT])
+            .arg(&file)
+            .arg(server.port().to_string())
+            .arg("vault.example.test"),
+    );
+    python.assert_success();
+    let pid = python.pid;
+    daemon.wait_for("the handshake of the reader", |event| {
+        event["event_name"] == "credwatch.tls.handshake"
+            && event["attributes"]["process.pid"] == pid
+    });
+    assert!(daemon.stop().success());
+
+    let listed = inventory_json(state.path());
+    let aws = listed
+        .iter()
+        .find(|entry| entry["native_id"] == "AKIAMADEUPEXAMPLE234")
+        .unwrap_or_else(|| panic!("the key is not in the inventory: {listed:?}"));
+    let destinations = aws["destinations"].as_array().unwrap();
+    let port = u64::from(server.port());
+    let servers: Vec<(&str, u64)> = destinations
+        .iter()
+        .map(|destination| {
+            (
+                destination["server"].as_str().unwrap(),
+                destination["port"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        servers.contains(&("vault.example.test", port)),
+        "{servers:?}"
+    );
+    assert!(servers.contains(&("127.0.0.1", port)), "{servers:?}");
+    let consumers: Vec<&str> = aws["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|consumer| consumer["executable"].as_str().unwrap())
+        .collect();
+    assert!(
+        consumers
+            .iter()
+            .any(|executable| executable.contains("python3")),
+        "{aws}"
+    );
 }
 
 #[test]

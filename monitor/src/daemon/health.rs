@@ -68,7 +68,7 @@ pub struct DaemonStats {
     pub identify_cache_hits: u64,
     /// Credential files that could not be opened or read for identification.
     pub files_unreadable: u64,
-    /// Files read through another process of the reader's cgroup after the reader exited.
+    /// Files read through the reader's parent or cgroup after the reader exited.
     pub files_read_through_cgroup: u64,
     /// Failed updates of the state database.
     pub store_failures: u64,

@@ -106,7 +106,8 @@ pub struct IdentityStats {
     pub cache_hits: u64,
     /// Files that could not be opened or read.
     pub files_unreadable: u64,
-    /// Files opened through another process of the same cgroup, because the reader had exited.
+    /// Files opened through the parent or another process of the cgroup, because the reader
+    /// had exited.
     pub read_through_cgroup: u64,
     /// Failed writes to the state database.
     pub store_failures: u64,
@@ -126,6 +127,8 @@ pub struct Identities {
 pub struct Reader<'a> {
     /// Process id.
     pub pid: u32,
+    /// Parent process id, when known.
+    pub ppid: Option<u32>,
     /// Its cgroup directory, when known.
     pub cgroup_dir: Option<PathBuf>,
     /// Its executable, for the consumer list.
@@ -219,7 +222,8 @@ impl Identities {
     }
 
     /// Opens the file in the reader's root, or, when the reader has exited, in the root of
-    /// another process of its cgroup, which in a container shares its mount namespace.
+    /// its parent or of another process of its cgroup, which usually share its mount
+    /// namespace (a shell and its commands, the processes of one container).
     fn open(&mut self, reader: &Reader<'_>, path: &Path) -> Result<File, ReadError> {
         let error = match reader::open_in_process_root(reader.pid, path) {
             Ok(file) => return Ok(file),
@@ -228,10 +232,12 @@ impl Identities {
         if Path::new(&format!("/proc/{}", reader.pid)).exists() {
             return Err(error);
         }
-        let Some(cgroup_dir) = &reader.cgroup_dir else {
-            return Err(error);
-        };
-        for pid in cgroup_processes(cgroup_dir) {
+        let siblings = reader
+            .cgroup_dir
+            .as_deref()
+            .map(cgroup_processes)
+            .unwrap_or_default();
+        for pid in reader.ppid.into_iter().chain(siblings) {
             if let Ok(file) = reader::open_in_process_root(pid, path) {
                 self.stats.read_through_cgroup += 1;
                 return Ok(file);
@@ -374,13 +380,17 @@ fn error_text(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Returns up to [`MAX_FALLBACK_PROCESSES`] live processes of a cgroup.
+/// Returns up to [`MAX_FALLBACK_PROCESSES`] processes of a cgroup, the newest first. Kernel
+/// threads, which the root cgroup lists first, are skipped: they have no executable and their
+/// root is the initial one.
 fn cgroup_processes(cgroup_dir: &Path) -> Vec<u32> {
     let Ok(text) = std::fs::read_to_string(cgroup_dir.join("cgroup.procs")) else {
         return Vec::new();
     };
     text.lines()
+        .rev()
         .filter_map(|line| line.trim().parse().ok())
+        .filter(|pid| Path::new(&format!("/proc/{pid}/exe")).read_link().is_ok())
         .take(MAX_FALLBACK_PROCESSES)
         .collect()
 }

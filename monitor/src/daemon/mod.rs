@@ -392,7 +392,17 @@ impl Daemon {
             credential_type,
         } = access;
         let readable = open.result >= 0 && access::access_mode(open.open_flags) != "write";
-        if readable && resolved {
+        // Another credwatch daemon on the host reads every file it sees opened, and this
+        // daemon sees that read. Identifying it would make the two read each other's reads
+        // back and forth, so a credwatch reader is reported but not followed.
+        let by_credwatch = process.executable_name().as_deref() == Some("credwatch");
+        if readable && by_credwatch {
+            event.set("credwatch.identify.result", "not_read");
+            event.set(
+                "credwatch.identify.error",
+                "the reader is a credwatch daemon, whose reads are not followed",
+            );
+        } else if readable && resolved {
             let relative = self.cgroups.path(open.cgroup_id).map(str::to_owned);
             let cgroup_dir = self
                 .cgroups
@@ -406,6 +416,7 @@ impl Daemon {
                 .unwrap_or_default();
             let reader = Reader {
                 pid: open.pid,
+                ppid: process.ppid,
                 cgroup_dir,
                 executable: &executable,
             };
