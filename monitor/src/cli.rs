@@ -62,7 +62,7 @@ pub enum Format {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load the probes and write events until SIGINT or SIGTERM (needs root or CAP_BPF and
+    /// Load the probes and write events until SIGINT or SIGTERM (needs root with CAP_BPF and
     /// CAP_PERFMON).
     Run(RunArgs),
     /// Print the effective credential catalogue (built-in entries plus the configuration).
@@ -236,7 +236,17 @@ fn open_identities(state_dir: &Path, config: &Config) -> Result<Identities, Exit
     let fleet_key_file = config.credentials.fleet_key_file.as_deref();
     let key =
         keys::load_key(fleet_key_file, state_dir).map_err(|error| report(&error, EXIT_FAILURE))?;
-    let store = Store::open(state_dir).map_err(|error| report(&error, EXIT_FAILURE))?;
+    let mut store = Store::open(state_dir).map_err(|error| report(&error, EXIT_FAILURE))?;
+    match store.replace_key_check(&key.check_value()) {
+        Ok(None) => {}
+        Ok(Some(_)) => tracing::warn!(
+            database = %store.path().display(),
+            "the credential key differs from the one this inventory was written with (a fleet \
+             key was added, removed or changed); credentials get new ids from now on, listed \
+             next to the old ones"
+        ),
+        Err(error) => return Err(report(&error, EXIT_FAILURE)),
+    }
     tracing::info!(
         database = %store.path().display(),
         fleet_key = fleet_key_file.is_some(),
@@ -306,7 +316,12 @@ fn print_entry(entry: &crate::credential::catalogue::Entry) {
 
 fn check_config(path: &Path) -> ExitCode {
     match load_catalogue(Some(path)) {
-        Ok((_, catalogue)) => {
+        Ok((config, catalogue)) => {
+            if let Some(fleet_key_file) = &config.credentials.fleet_key_file
+                && let Err(error) = keys::check_fleet_key(fleet_key_file)
+            {
+                return report(&error, EXIT_USAGE);
+            }
             println!(
                 "{}: valid, {} catalogue entries",
                 path.display(),

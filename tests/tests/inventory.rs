@@ -296,6 +296,16 @@ fn bad_fleet_key_stops_start_with_its_path() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("short.key"), "{stderr}");
     assert!(stderr.contains("at least 16"), "{stderr}");
+    assert!(!stderr.contains("short\n"), "the key leaked: {stderr}");
+
+    let check = Command::new(credwatch_binary())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("short.key"), "{stderr}");
 }
 
 #[test]

@@ -16,6 +16,16 @@ const MAX_LISTED: usize = 3;
 /// Prints the inventory of `state_dir` and returns the exit code.
 pub fn print(state_dir: &Path, format: InventoryFormat) -> ExitCode {
     let database = state_dir.join(DATABASE_FILE);
+    if let Err(error) = std::fs::metadata(&database)
+        && error.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        eprintln!(
+            "credwatch: error: permission denied reading {}: the state directory is readable by \
+             root only; run credwatch inventory as root",
+            database.display()
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
     if !database.exists() {
         eprintln!(
             "credwatch: error: no state database at {}; start `credwatch run --state-dir {}` \

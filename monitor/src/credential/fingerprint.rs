@@ -221,6 +221,12 @@ impl CredentialKey {
         Ok(Self(key))
     }
 
+    /// Returns a value that identifies this key without revealing it: the id of a fixed,
+    /// public text. The state database keeps it to notice a change of key.
+    pub fn check_value(&self) -> String {
+        self.credential_id(&SecretBytes::from_slice(b"credwatch credential key check"))
+    }
+
     /// Returns the id of the credential whose material is `material`: [`CREDENTIAL_ID_PREFIX`]
     /// followed by the first 32 lowercase hex digits (128 bits) of HMAC-SHA-256 under this key.
     pub fn credential_id(&self, material: &SecretBytes) -> String {

@@ -62,6 +62,11 @@ pub fn load_key(
     }
 }
 
+/// Checks that a fleet key file can be read and is long enough, as `check-config` does.
+pub fn check_fleet_key(path: &Path) -> Result<(), LoadKeyError> {
+    load_fleet_key(path).map(drop)
+}
+
 /// Reads a fleet key file. One trailing line end is dropped, so a file written with `echo`
 /// gives the same key as one written without. A file that group or others may read is used
 /// with a warning, because the key is what keeps ids from being matched against guesses.

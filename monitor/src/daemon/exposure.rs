@@ -282,6 +282,26 @@ mod tests {
     }
 
     #[test]
+    fn aws_key_is_named_after_its_secret() {
+        let key = key();
+        let mut exposures = Exposures::default();
+        let environ = b"AWS_ACCESS_KEY_ID=AKIAMADEUPEXAMPLE234\0\
+                        AWS_SECRET_ACCESS_KEY=made/up+secret0000000000000000000000000\0";
+
+        let found = exposures.exec(&key, 300, None, &[], Some(environ));
+
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].location,
+            Location::Environment {
+                variable: "AWS_SECRET_ACCESS_KEY".into()
+            }
+        );
+        assert_eq!(found[0].native_id.as_deref(), Some("AKIAMADEUPEXAMPLE234"));
+        assert_eq!(found[0].credential_type, "aws_access_key");
+    }
+
+    #[test]
     fn running_processes_report_what_their_parent_lacks() {
         let key = key();
         let mut exposures = Exposures::default();

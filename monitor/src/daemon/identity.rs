@@ -171,10 +171,16 @@ impl Identities {
             Err(error) => {
                 self.stats.files_unreadable += 1;
                 tracing::debug!(pid = reader.pid, path = %path.display(), error = %error, "could not read a credential file");
-                Arc::new(FileIdentity::failed(
-                    Outcome::Unreadable,
-                    error_text(&error),
-                ))
+                let problem = if Path::new(&format!("/proc/{}", reader.pid)).exists() {
+                    error_text(&error)
+                } else {
+                    format!(
+                        "process {} exited before credwatch could read the file, and neither its \
+                         parent nor another process of its cgroup could open it",
+                        reader.pid
+                    )
+                };
+                Arc::new(FileIdentity::failed(Outcome::Unreadable, problem))
             }
         };
         for credential in &identity.credentials {

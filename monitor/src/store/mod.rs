@@ -210,14 +210,21 @@ impl Store {
             .connection
             .transaction()
             .map_err(failed(path, "start a transaction"))?;
+        // A file is the better source: it names the profile or user and has the full details.
+        // A credential seen only in an environment or arguments does not overwrite them.
+        let update = if file.is_some() {
+            "type = excluded.type, native_id = excluded.native_id, label = excluded.label,
+             expires_at = excluded.expires_at, details = excluded.details,"
+        } else {
+            "native_id = COALESCE(native_id, excluded.native_id),
+             expires_at = COALESCE(expires_at, excluded.expires_at),"
+        };
         transaction
             .execute(
-                "INSERT INTO credentials (id, type, native_id, label, expires_at, details, first_seen, last_seen)
+                &format!("INSERT INTO credentials (id, type, native_id, label, expires_at, details, first_seen, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                 ON CONFLICT (id) DO UPDATE SET
-                     type = excluded.type, native_id = excluded.native_id, label = excluded.label,
-                     expires_at = excluded.expires_at, details = excluded.details,
-                     last_seen = MAX(last_seen, excluded.last_seen)",
+                 ON CONFLICT (id) DO UPDATE SET {update}
+                     last_seen = MAX(last_seen, excluded.last_seen)"),
                 params![
                     credential.id,
                     credential.credential_type,
@@ -251,6 +258,33 @@ impl Store {
             )
             .map_err(failed(path, "store a credential file"))?;
         transaction.commit().map_err(failed(path, "commit"))
+    }
+
+    /// Stores the check value of the credential key and returns the previous one, when it
+    /// differs. A different value means that the key changed, so that new ids no longer match
+    /// the ones already in the inventory.
+    pub fn replace_key_check(&mut self, check: &str) -> Result<Option<String>, StoreError> {
+        let path = &self.path;
+        let previous: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT value FROM meta WHERE name = 'key_check'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(failed(path, "read the key check"))?;
+        if previous.as_deref() == Some(check) {
+            return Ok(None);
+        }
+        self.connection
+            .execute(
+                "INSERT INTO meta (name, value) VALUES ('key_check', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![check],
+            )
+            .map_err(failed(path, "store the key check"))?;
+        Ok(previous)
     }
 
     /// Counts one use of a credential by an executable (and workload, when known).

@@ -51,4 +51,11 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (credential_id, server, port)
     );
     ",
+    // 2: settings of the database itself, such as the check value of the credential key.
+    "
+    CREATE TABLE meta (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    ",
 ];

@@ -125,3 +125,42 @@ fn unwritable_state_directory_names_the_path() {
     assert!(error.contains("/proc/credwatch-state"), "{error}");
     assert!(error.contains("--state-dir"), "{error}");
 }
+
+#[test]
+fn exposure_keeps_file_label_and_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let mut from_file = credential("cw1:cc");
+    from_file.label = Some("default".into());
+    store
+        .record_credential(&from_file, Some(&file("/root/.aws/credentials", 1)), 10)
+        .unwrap();
+    let mut from_environment = credential("cw1:cc");
+    from_environment.credential_type = "environment_secret".into();
+    from_environment.label = None;
+
+    store
+        .record_credential(&from_environment, None, 20)
+        .unwrap();
+
+    let inventory = store.inventory().unwrap();
+    assert_eq!(inventory[0].credential_type, from_file.credential_type);
+    assert_eq!(inventory[0].label.as_deref(), Some("default"));
+    assert_eq!(inventory[0].paths, ["/root/.aws/credentials"]);
+}
+
+#[test]
+fn key_check_reports_a_changed_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+
+    assert_eq!(store.replace_key_check("cw1:11").unwrap(), None);
+    assert_eq!(store.replace_key_check("cw1:11").unwrap(), None);
+    assert_eq!(
+        store.replace_key_check("cw1:22").unwrap().as_deref(),
+        Some("cw1:11")
+    );
+    drop(store);
+    let mut reopened = Store::open(dir.path()).unwrap();
+    assert_eq!(reopened.replace_key_check("cw1:22").unwrap(), None);
+}

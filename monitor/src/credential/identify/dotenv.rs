@@ -16,7 +16,7 @@ const EXPECTED: &str = ".env file";
 pub(super) const SECRET_TYPE: &str = "dotenv_secret";
 
 const AWS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
-const AWS_SECRET: &str = "AWS_SECRET_ACCESS_KEY";
+pub(super) const AWS_SECRET: &str = "AWS_SECRET_ACCESS_KEY";
 const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 
 /// A `NAME=value` assignment.

@@ -214,6 +214,14 @@ pub fn identify_environment(environ: &[u8]) -> Vec<Identified> {
             if item.credential_type == dotenv::SECRET_TYPE {
                 item.credential_type = ENVIRONMENT_SECRET_TYPE.to_string();
             }
+            // An AWS key is named after the variable that contains its secret.
+            if item.credential_type == "aws_access_key" {
+                item.label = Some(dotenv::AWS_SECRET.to_string());
+            }
+            // The number of an environment entry is its position, not a line.
+            if let Some(position) = item.details.remove("line") {
+                item.details.insert("position".to_string(), position);
+            }
             item
         })
         .collect()
