@@ -27,6 +27,9 @@ use crate::{
 const MAX_VERSIONS: usize = 4096;
 /// Most credential ids remembered per process for destinations.
 const MAX_IDS_PER_PROCESS: usize = 64;
+/// Most processes remembered as readers. Exit records remove them; when exit records were
+/// lost the table starts over once it is full.
+const MAX_READERS: usize = 65_536;
 /// Most processes of a cgroup tried when the process that opened a file has exited.
 const MAX_FALLBACK_PROCESSES: usize = 8;
 
@@ -221,6 +224,9 @@ impl Identities {
     }
 
     fn remember_reader(&mut self, pid: u32, id: &str) {
+        if self.readers.len() >= MAX_READERS && !self.readers.contains_key(&pid) {
+            self.readers.clear();
+        }
         let ids = self.readers.entry(pid).or_default();
         if ids.len() < MAX_IDS_PER_PROCESS && !ids.iter().any(|known| known == id) {
             ids.push(id.to_owned());
@@ -230,6 +236,9 @@ impl Identities {
     /// Opens the file in the reader's root, or, when the reader has exited, in the root of
     /// its parent or of another process of its cgroup, which usually share its mount
     /// namespace (a shell and its commands, the processes of one container).
+    ///
+    /// NOTE: the open and the read run on the event loop, so a credential file on a network
+    /// file system that hangs stalls the daemon until the read returns.
     fn open(&mut self, reader: &Reader<'_>, path: &Path) -> Result<File, ReadError> {
         let error = match reader::open_in_process_root(reader.pid, path) {
             Ok(file) => return Ok(file),
