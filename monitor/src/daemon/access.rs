@@ -18,7 +18,7 @@ use crate::{
     export::{Event, Severity, event::name},
     process::{ProcessInfo, procfs, users::UserNames},
     sensor::decode::OpenEvent,
-    workload::cgroup::CgroupResolver,
+    workload::{cgroup::CgroupResolver, container},
 };
 
 /// Reason an open record produced no event.
@@ -145,9 +145,20 @@ pub fn set_process_attributes(
                 .map(|ns| crate::clock::rfc3339(context.clock.to_system_time(ns))),
         )
         .set("credwatch.process.cgroup.id", cgroup_id);
-    if let Some(path) = context.cgroups.path(cgroup_id) {
+    if let Some(path) = context.cgroups.path_of_process(cgroup_id, process.pid) {
         event.set("process.linux.cgroup", format!("0::{path}"));
+        set_workload_attributes(event, &container::parse(path));
     }
+}
+
+/// Sets the container, pod and systemd attributes that the cgroup path gives.
+fn set_workload_attributes(event: &mut Event, workload: &container::CgroupWorkload) {
+    event
+        .set_some("container.id", workload.container_id.clone())
+        .set_some("credwatch.container.runtime", workload.runtime)
+        .set_some("k8s.pod.uid", workload.pod_uid.clone())
+        .set_some("credwatch.systemd.unit", workload.systemd_unit.clone())
+        .set_some("credwatch.systemd.session", workload.session.clone());
 }
 
 fn resolve<'a>(

@@ -285,6 +285,9 @@ impl Daemon {
         match record {
             Record::Directory(directory) => self.directories.remember(directory),
             Record::Exec(exec) => {
+                // The process is most likely still alive now, so its cgroup path is learnt
+                // from /proc before a short-lived program exits.
+                let _ = self.cgroups.path_of_process(exec.cgroup_id, exec.pid);
                 let process = self.processes.exec(&exec);
                 if let Some(hooks) = &mut self.hooks {
                     hooks.exec(exec.pid, std::time::Instant::now());

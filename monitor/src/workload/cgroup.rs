@@ -56,6 +56,13 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads the cgroup v2 path (`0::PATH`) of a process from `/proc/PID/cgroup`.
+fn proc_cgroup_path(pid: u32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
+    Some(path.trim_end().to_owned())
+}
+
 /// Cache of cgroup id to path (relative to the cgroup2 root, starting with `/`).
 #[derive(Debug)]
 pub struct CgroupResolver {
@@ -99,6 +106,21 @@ impl CgroupResolver {
             self.walk();
         }
         self.paths.get(&id).map(String::as_str)
+    }
+
+    /// The path of a process's cgroup: from the cache, else from `/proc/PID/cgroup` when the
+    /// directory it names has the inode `id` (so a process that moved meanwhile is not
+    /// misattributed), else from a new walk of the hierarchy.
+    pub fn path_of_process(&mut self, id: u64, pid: u32) -> Option<&str> {
+        if !self.paths.contains_key(&id)
+            && let Some(root) = &self.root
+            && let Some(path) = proc_cgroup_path(pid)
+            && fs::metadata(root.join(path.trim_start_matches('/')))
+                .is_ok_and(|meta| meta.ino() == id)
+        {
+            self.paths.insert(id, path);
+        }
+        self.path(id)
     }
 
     fn may_walk(&self) -> bool {

@@ -1,3 +1,5 @@
-//! Workloads: the cgroup a process runs in. Containers, pods and systemd units build on this.
+//! Workloads: the cgroup a process runs in, and the container, pod or systemd unit its path
+//! names.
 
 pub mod cgroup;
+pub mod container;

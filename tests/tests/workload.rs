@@ -1,0 +1,219 @@
+//! Container, pod and systemd attributes from real cgroup v2 hierarchies that the tests create
+//! in each runtime's naming scheme. Every cgroup is removed again, also when a test fails.
+
+use std::{
+    fs,
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use credwatch_tests::{Daemon, attribute, contract::assert_documented, unique, write_file};
+use serde_json::Value;
+
+const ID: &str = "4f3e2d1c0b0a09080706050403020100ffeeddccbbaa99887766554433221100";
+const POD_UID: &str = "0d1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8";
+
+/// Returns the cgroup v2 mount point, from `/proc/self/mountinfo`.
+fn cgroup2_root() -> PathBuf {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split_whitespace().next() == Some("cgroup2"))
+                .then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
+        })
+        .expect("a cgroup v2 hierarchy is mounted")
+}
+
+/// A cgroup directory chain made by a test, removed deepest first on drop.
+struct TestCgroup {
+    directories: Vec<PathBuf>,
+}
+
+impl TestCgroup {
+    /// Creates `relative` below a directory of its own under the cgroup v2 root.
+    fn create(relative: &str) -> Self {
+        let mut directories = Vec::new();
+        let mut path = cgroup2_root().join(format!(
+            "credwatch-test-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        fs::create_dir(&path).expect("create the test cgroup");
+        directories.push(path.clone());
+        for part in relative.split('/').filter(|part| !part.is_empty()) {
+            path = path.join(part);
+            fs::create_dir(&path).expect("create a nested test cgroup");
+            directories.push(path.clone());
+        }
+        Self { directories }
+    }
+
+    fn leaf(&self) -> &Path {
+        self.directories.last().unwrap()
+    }
+
+    fn enter(&self, pid: u32) {
+        fs::write(self.leaf().join("cgroup.procs"), pid.to_string())
+            .expect("move the process into the test cgroup");
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for directory in self.directories.iter().rev() {
+            let _ = fs::remove_dir(directory);
+        }
+    }
+}
+
+/// A shell that waits for a line on its standard input, then reads `file` with `cat`.
+struct WaitingReader {
+    child: Child,
+}
+
+impl WaitingReader {
+    fn start(file: &Path) -> Self {
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(r#"read go; exec cat "$1" > /dev/null"#)
+            .arg("sh")
+            .arg(file)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start the reader");
+        Self { child }
+    }
+
+    fn go(mut self) -> u32 {
+        let pid = self.child.id();
+        let mut stdin = self.child.stdin.take().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        drop(stdin);
+        assert!(self.child.wait().unwrap().success());
+        pid
+    }
+}
+
+impl Drop for WaitingReader {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads a credential from a process inside a cgroup at `relative` and returns its event.
+fn read_inside(daemon: &Daemon, relative: &str) -> Value {
+    let file = daemon
+        .dir()
+        .join(format!("home-{}/.aws/credentials", unique()));
+    write_file(
+        &file,
+        "[default]\naws_access_key_id = AKIAMADEUPEXAMPLE234\n",
+    );
+    let cgroup = TestCgroup::create(relative);
+    let reader = WaitingReader::start(&file);
+    cgroup.enter(reader.child.id());
+    let pid = reader.go();
+    let text = file.to_string_lossy().into_owned();
+    let event = daemon.wait_for("the access event from the test cgroup", |event| {
+        event["attributes"]["file.path"] == text.as_str()
+            && event["attributes"]["process.pid"] == pid
+    });
+    assert_documented(&event);
+    drop(cgroup);
+    event
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn containerd_pod_with_systemd_driver() {
+    let mut daemon = Daemon::start("");
+    let uid = POD_UID.replace('-', "_");
+    let event = read_inside(
+        &daemon,
+        &format!(
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice/cri-containerd-{ID}.scope"
+        ),
+    );
+    assert!(daemon.stop().success());
+
+    assert_eq!(attribute(&event, "container.id"), ID);
+    assert_eq!(
+        attribute(&event, "credwatch.container.runtime"),
+        "containerd"
+    );
+    assert_eq!(attribute(&event, "k8s.pod.uid"), POD_UID);
+    assert!(
+        attribute(&event, "process.linux.cgroup").ends_with(&format!("cri-containerd-{ID}.scope")),
+        "{event}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn runtimes_and_drivers_are_recognised() {
+    let mut daemon = Daemon::start("");
+    let cases = [
+        (
+            format!("kubepods/besteffort/pod{POD_UID}/{ID}"),
+            Some("unknown"),
+            Some(POD_UID),
+        ),
+        (
+            format!(
+                "kubepods.slice/kubepods-pod{}.slice/crio-{ID}.scope",
+                POD_UID.replace('-', "_")
+            ),
+            Some("cri-o"),
+            Some(POD_UID),
+        ),
+        (
+            format!("system.slice/docker-{ID}.scope"),
+            Some("docker"),
+            None,
+        ),
+        (
+            format!("machine.slice/libpod-{ID}.scope"),
+            Some("podman"),
+            None,
+        ),
+    ];
+    for (relative, runtime, pod) in &cases {
+        let event = read_inside(&daemon, relative);
+        assert_eq!(
+            event["attributes"]["credwatch.container.runtime"].as_str(),
+            *runtime,
+            "{relative}: {event}"
+        );
+        assert_eq!(
+            event["attributes"]["container.id"].as_str(),
+            Some(ID),
+            "{relative}"
+        );
+        assert_eq!(
+            event["attributes"]["k8s.pod.uid"].as_str(),
+            *pod,
+            "{relative}"
+        );
+    }
+    assert!(daemon.stop().success());
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn systemd_service_outside_containers() {
+    let mut daemon = Daemon::start("");
+    let event = read_inside(&daemon, "system.slice/credwatch-test-app.service");
+    assert!(daemon.stop().success());
+
+    assert_eq!(
+        attribute(&event, "credwatch.systemd.unit"),
+        "credwatch-test-app.service"
+    );
+    assert!(event["attributes"].get("container.id").is_none(), "{event}");
+}
