@@ -18,6 +18,7 @@ use tempfile::TempDir;
 
 pub mod client;
 pub mod contract;
+pub mod encoding;
 pub mod servers;
 
 /// How long a test waits for the daemon to start or for an event.

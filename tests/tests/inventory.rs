@@ -12,7 +12,9 @@ use credwatch_tests::{
     Daemon, attribute,
     client::{PYTHON3, client, run_to_end},
     contract::assert_documented,
-    counter, credwatch_binary, run, scratch_dir,
+    counter, credwatch_binary,
+    encoding::{base64, base64url},
+    run, scratch_dir,
     servers::TlsServer,
     unique, write_file,
 };
@@ -396,35 +398,6 @@ fn exposures_name_the_place_not_the_value() {
         !everything.contains(&arg_secret),
         "the argument secret leaked"
     );
-}
-
-/// A base64url encoding without padding, for the test's JWT.
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut text = String::new();
-    for chunk in bytes.chunks(3) {
-        let word = chunk
-            .iter()
-            .enumerate()
-            .fold(0_u32, |word, (index, &byte)| {
-                word | u32::from(byte) << (16 - 8 * index)
-            });
-        for index in 0..=chunk.len() {
-            text.push(char::from(
-                ALPHABET[(word >> (18 - 6 * index) & 63) as usize],
-            ));
-        }
-    }
-    text
-}
-
-/// A standard base64 encoding with padding, as Docker stores `user:password`.
-fn base64(bytes: &[u8]) -> String {
-    let mut text = base64url(bytes).replace('-', "+").replace('_', "/");
-    while !text.len().is_multiple_of(4) {
-        text.push('=');
-    }
-    text
 }
 
 /// Made-up credential files of every type that needs no external tool, each with a unique

@@ -8,7 +8,9 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use credwatch_tests::{Daemon, attribute, contract::assert_documented, unique, write_file};
+use credwatch_tests::{
+    Daemon, attribute, contract::assert_documented, encoding::jwt, unique, write_file,
+};
 use serde_json::Value;
 
 const ID: &str = "4f3e2d1c0b0a09080706050403020100ffeeddccbbaa99887766554433221100";
@@ -115,8 +117,13 @@ fn read_inside(daemon: &Daemon, relative: &str) -> Value {
         &file,
         "[default]\naws_access_key_id = AKIAMADEUPEXAMPLE234\n",
     );
+    read_file_inside(daemon, &file, relative)
+}
+
+/// Reads `file` from a process inside a cgroup at `relative` and returns its event.
+fn read_file_inside(daemon: &Daemon, file: &Path, relative: &str) -> Value {
     let cgroup = TestCgroup::create(relative);
-    let reader = WaitingReader::start(&file);
+    let reader = WaitingReader::start(file);
     cgroup.enter(reader.child.id());
     let pid = reader.go();
     let text = file.to_string_lossy().into_owned();
@@ -216,4 +223,61 @@ fn systemd_service_outside_containers() {
         "credwatch-test-app.service"
     );
     assert!(event["attributes"].get("container.id").is_none(), "{event}");
+}
+
+/// Catalogue entry that makes a test file a service-account token.
+const TOKEN_ENTRY: &str = "    - {id: test-sa-token, type: kubernetes_service_account_token, basenames: [sa-token-fixture]}\n";
+
+/// The cgroup of a containerd container in the pod `uid`.
+fn pod_cgroup(uid: &str) -> String {
+    format!(
+        "kubepods.slice/kubepods-pod{}.slice/cri-containerd-{ID}.scope",
+        uid.replace('-', "_")
+    )
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn token_read_from_another_pod_is_flagged() {
+    let mut daemon = Daemon::start(TOKEN_ENTRY);
+    let claims = format!(
+        r#"{{"iss":"https://kubernetes.default.svc","sub":"system:serviceaccount:shop:cart","exp":4102444800,"kubernetes.io":{{"namespace":"shop","pod":{{"name":"cart-0","uid":"{POD_UID}"}},"serviceaccount":{{"name":"cart","uid":"5e6f7a8b-9c0d-1e2f-3a4b-5c6d7e8f9a0b"}}}}}}"#
+    );
+    let token = jwt(r#"{"alg":"RS256"}"#, &claims, "madeUpSignature");
+    let file = daemon.dir().join("pod-volume/sa-token-fixture");
+    write_file(&file, &token);
+    let other_pod = "9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0";
+
+    let own = read_file_inside(&daemon, &file, &pod_cgroup(POD_UID));
+    let foreign = read_file_inside(&daemon, &file, &pod_cgroup(other_pod));
+    let host = read_file_inside(
+        &daemon,
+        &file,
+        "system.slice/credwatch-test-node-agent.service",
+    );
+    assert!(daemon.stop().success());
+
+    for event in [&own, &foreign, &host] {
+        assert_eq!(
+            attribute(event, "credwatch.token.bound_pod.uid"),
+            POD_UID,
+            "{event}"
+        );
+        assert_eq!(attribute(event, "credwatch.token.bound_pod.name"), "cart-0");
+    }
+    assert_eq!(
+        own["attributes"]["credwatch.token.pod_mismatch"], false,
+        "{own}"
+    );
+    assert_eq!(
+        foreign["attributes"]["credwatch.token.pod_mismatch"], true,
+        "{foreign}"
+    );
+    assert_eq!(attribute(&foreign, "k8s.pod.uid"), other_pod);
+    assert!(
+        host["attributes"]
+            .get("credwatch.token.pod_mismatch")
+            .is_none(),
+        "a reader outside pods has no pod to compare: {host}"
+    );
 }

@@ -77,6 +77,8 @@ pub struct CredentialSummary {
     pub label: Option<String>,
     /// Expiry, Unix seconds.
     pub expires_at: Option<i64>,
+    /// The pod a Kubernetes token is bound to: its uid and name.
+    pub bound_pod: Option<(String, Option<String>)>,
 }
 
 /// The identities of one file version.
@@ -337,12 +339,21 @@ impl Identities {
             };
             let result = self.store.record_credential(&record, Some(version), now_ms);
             self.check_store(result);
+            let detail = |key: &str| {
+                record
+                    .details
+                    .get(key)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            };
+            let bound_pod = detail("pod_uid").map(|uid| (uid, detail("pod_name")));
             credentials.push(CredentialSummary {
                 id: record.id,
                 credential_type: record.credential_type,
                 native_id: record.native_id,
                 label: record.label,
                 expires_at: record.expires_at,
+                bound_pod,
             });
         }
         FileIdentity {
@@ -408,6 +419,30 @@ fn cgroup_processes(cgroup_dir: &Path) -> Vec<u32> {
         .filter(|pid| Path::new(&format!("/proc/{pid}/exe")).read_link().is_ok())
         .take(MAX_FALLBACK_PROCESSES)
         .collect()
+}
+
+/// Adds the pod a token in the file is bound to, and whether the reading process runs in
+/// another pod (`reader_pod_uid`, when the reader is in a pod at all), so that detection can
+/// tell a token read by a foreign workload.
+pub fn set_bound_pod_attributes(
+    event: &mut Event,
+    identity: &FileIdentity,
+    reader_pod_uid: Option<&str>,
+) {
+    let Some((uid, name)) = identity
+        .credentials
+        .iter()
+        .find_map(|credential| credential.bound_pod.as_ref())
+    else {
+        return;
+    };
+    event
+        .set("credwatch.token.bound_pod.uid", uid.clone())
+        .set_some("credwatch.token.bound_pod.name", name.clone())
+        .set_some(
+            "credwatch.token.pod_mismatch",
+            reader_pod_uid.map(|reader| reader != uid),
+        );
 }
 
 /// Adds the identities of a file to its access event.

@@ -31,7 +31,9 @@ use self::{
     directories::PendingDirectories,
     exposure::{Exposure, Exposures, Location, RunningProcess},
     health::{DaemonStats, Reason, health_event},
-    identity::{Identities, Reader, rfc3339_seconds, set_identity_attributes},
+    identity::{
+        Identities, Reader, rfc3339_seconds, set_bound_pod_attributes, set_identity_attributes,
+    },
 };
 use crate::{
     clock::BootClock,
@@ -427,6 +429,12 @@ impl Daemon {
                 self.identities
                     .file_read(&reader, &path, &credential_type, unix_ms(event.time));
             set_identity_attributes(&mut event, &identity);
+            let reader_pod = event
+                .attributes
+                .get("k8s.pod.uid")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            set_bound_pod_attributes(&mut event, &identity, reader_pod.as_deref());
         } else if readable {
             event.set("credwatch.identify.result", "not_read");
             event.set(

@@ -1,10 +1,12 @@
 //! Resolving cgroup v2 ids to paths.
 //!
 //! The kernel stamps each record with `bpf_get_current_cgroup_id()`, the inode number of the
-//! task's cgroup v2 directory. The daemon maps it back to a path by walking the cgroup2 mount,
+//! task's cgroup v2 directory. The daemon maps it back to a path below the cgroup2 mount,
 //! which it discovers in `/proc/self/mountinfo`: it is `/sys/fs/cgroup` on unified hosts and
-//! `/sys/fs/cgroup/unified` on hybrid ones. A cgroup usually outlives the processes in it, so
-//! this works for processes that have already exited, unlike reading `/proc/PID/cgroup`.
+//! `/sys/fs/cgroup/unified` on hybrid ones. The id is also the cgroup's file handle, so
+//! `open_by_handle_at` opens the directory directly; a walk of the mount is the fallback. A
+//! cgroup usually outlives the processes in it, so this works for processes that have
+//! already exited, unlike reading `/proc/PID/cgroup`.
 
 use std::{
     collections::HashMap,
@@ -56,6 +58,49 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `FILEID_KERNFS`, the file handle type of kernfs files such as cgroup directories.
+const FILEID_KERNFS: i32 = 0xfe;
+
+/// Handle of a cgroup directory for `open_by_handle_at`: the `file_handle` header followed by
+/// the 64-bit cgroup id.
+#[repr(C)]
+struct CgroupHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    id: u64,
+}
+
+/// Opens the cgroup directory whose id is `id` through its file handle and returns its path
+/// relative to `root`, starting with `/`. Needs `CAP_DAC_READ_SEARCH`; any failure (a removed
+/// cgroup, an older kernel) gives `None`.
+fn path_by_handle(root: &Path, id: u64) -> Option<String> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+
+    let mount = fs::File::open(root).ok()?;
+    let mut handle = CgroupHandle {
+        handle_bytes: size_of::<u64>() as u32,
+        handle_type: FILEID_KERNFS,
+        id,
+    };
+    // SAFETY: `handle` starts with the `file_handle` header and is followed by `handle_bytes`
+    // bytes of handle, as the call expects. `mount` is an open directory of the cgroup2 mount.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            mount.as_raw_fd(),
+            (&raw mut handle).cast::<libc::file_handle>(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    let directory = unsafe { OwnedFd::from_raw_fd(fd) };
+    let absolute = fs::read_link(format!("/proc/self/fd/{}", directory.as_raw_fd())).ok()?;
+    let relative = absolute.strip_prefix(root).ok()?;
+    Some(format!("/{}", relative.display()))
+}
+
 /// Reads the cgroup v2 path (`0::PATH`) of a process from `/proc/PID/cgroup`.
 fn proc_cgroup_path(pid: u32) -> Option<String> {
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
@@ -100,15 +145,22 @@ impl CgroupResolver {
         self.root.as_deref()
     }
 
-    /// The path of a cgroup id, walking the hierarchy again when the id is new.
+    /// The path of a cgroup id: from the cache, by its file handle, or by walking the
+    /// hierarchy again when the id is new.
     pub fn path(&mut self, id: u64) -> Option<&str> {
+        if !self.paths.contains_key(&id)
+            && let Some(root) = &self.root
+            && let Some(path) = path_by_handle(root, id)
+        {
+            self.paths.insert(id, path);
+        }
         if !self.paths.contains_key(&id) && self.may_walk() {
             self.walk();
         }
         self.paths.get(&id).map(String::as_str)
     }
 
-    /// The path of a process's cgroup: from the cache, else from `/proc/PID/cgroup` when the
+    /// Returns the path of a process's cgroup: from the cache, else from `/proc/PID/cgroup` when the
     /// directory it names has the inode `id` (so a process that moved meanwhile is not
     /// misattributed), else from a new walk of the hierarchy.
     pub fn path_of_process(&mut self, id: u64, pid: u32) -> Option<&str> {
@@ -165,6 +217,26 @@ impl CgroupResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_cgroup_is_found_by_handle() {
+        // SAFETY: geteuid only reads the caller's credentials.
+        let root_user = unsafe { libc::geteuid() } == 0;
+        let mount = fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|text| find_cgroup2_mount(&text));
+        let (Some(mount), true) = (mount, root_user) else {
+            eprintln!("needs root and a cgroup v2 mount; skipped");
+            return;
+        };
+        let own = proc_cgroup_path(std::process::id()).unwrap();
+        let id = fs::metadata(mount.join(own.trim_start_matches('/')))
+            .unwrap()
+            .ino();
+
+        assert_eq!(path_by_handle(&mount, id).as_deref(), Some(own.as_str()));
+        assert_eq!(path_by_handle(&mount, u64::MAX), None);
+    }
 
     #[test]
     fn hybrid_layout_mount_is_found() {
