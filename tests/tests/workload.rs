@@ -281,3 +281,72 @@ fn token_read_from_another_pod_is_flagged() {
         "a reader outside pods has no pod to compare: {host}"
     );
 }
+
+/// Whether this test process has a controlling terminal (a developer's shell, not CI).
+fn test_has_terminal() -> bool {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name.split_whitespace().nth(4) != Some("0")
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn terminal_reader_is_interactive_and_setsid_reader_is_not() {
+    let mut daemon = Daemon::start("");
+    let file = daemon.dir().join("home/.aws/credentials");
+    write_file(
+        &file,
+        "[default]\naws_access_key_id = AKIAMADEUPEXAMPLE234\n",
+    );
+    let text = file.to_string_lossy().into_owned();
+
+    // `script` runs the command on a new pseudo-terminal. The reader is python, whose start-up
+    // keeps it alive long enough for the daemon to read its terminal from /proc at exec.
+    let reader = format!("/usr/bin/python3 -c 'open(\"{text}\").read()'");
+    let status = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(&reader)
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("run script");
+    assert!(status.success());
+    let on_terminal = daemon.wait_for("the read on a terminal", |event| {
+        event["attributes"]["file.path"] == text.as_str()
+            && event["attributes"]["credwatch.process.tty"] == true
+    });
+    let status = Command::new("setsid")
+        .args(["--wait", "/usr/bin/python3", "-c"])
+        .arg(format!("open({text:?}).read()"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("run setsid");
+    assert!(status.success());
+    let detached = daemon.wait_for("the read without a terminal", |event| {
+        event["attributes"]["file.path"] == text.as_str()
+            && event["attributes"]["credwatch.process.tty"] == false
+    });
+    assert!(daemon.stop().success());
+
+    assert_documented(&on_terminal);
+    assert_eq!(
+        on_terminal["attributes"]["credwatch.process.interactive"],
+        true
+    );
+    let ancestors = on_terminal["attributes"]["credwatch.process.ancestors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ancestors: {on_terminal}"));
+    assert!(
+        ancestors.iter().any(|name| name == "script"),
+        "{ancestors:?}"
+    );
+    // Without a terminal anywhere up the chain the reader is not interactive; under a
+    // developer's terminal its ancestors have one.
+    assert_eq!(
+        detached["attributes"]["credwatch.process.interactive"],
+        test_has_terminal(),
+        "{detached}"
+    );
+}

@@ -144,7 +144,12 @@ pub fn set_process_attributes(
                 .start_boot_ns
                 .map(|ns| crate::clock::rfc3339(context.clock.to_system_time(ns))),
         )
-        .set("credwatch.process.cgroup.id", cgroup_id);
+        .set("credwatch.process.cgroup.id", cgroup_id)
+        .set_some("credwatch.process.tty", process.tty)
+        .set_some("credwatch.process.interactive", process.interactive);
+    if !process.ancestors.is_empty() {
+        event.set("credwatch.process.ancestors", process.ancestors.clone());
+    }
     if let Some(path) = context.cgroups.path_of_process(cgroup_id, process.pid) {
         event.set("process.linux.cgroup", format!("0::{path}"));
         set_workload_attributes(event, &container::parse(path));

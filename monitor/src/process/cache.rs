@@ -34,7 +34,18 @@ pub struct ProcessInfo {
     pub command_line_truncated: bool,
     /// Process start time, nanoseconds since boot.
     pub start_boot_ns: Option<u64>,
+    /// Whether the process has a controlling terminal, when `/proc` could be read.
+    pub tty: Option<bool>,
+    /// Whether the process or one of its ancestors has a controlling terminal: a person may
+    /// be behind it. `None` when neither the process nor any ancestor could be read.
+    pub interactive: Option<bool>,
+    /// Executable names of the parent, grandparent and so on, nearest first, at most
+    /// [`MAX_ANCESTORS`], as far as they are known.
+    pub ancestors: Vec<String>,
 }
+
+/// Most ancestors kept per process.
+pub const MAX_ANCESTORS: usize = 8;
 
 impl ProcessInfo {
     /// Returns the last component of the executable path.
@@ -83,6 +94,14 @@ impl ProcessCache {
                 self.entries.insert(pid, Arc::new(info));
             }
         }
+        // Parents may come after their children in /proc, so the lineage is filled in once
+        // every process is known.
+        let pids: Vec<u32> = self.entries.keys().copied().collect();
+        for pid in pids {
+            let mut info = ProcessInfo::clone(&self.entries[&pid]);
+            self.fill_lineage(&mut info);
+            self.entries.insert(pid, Arc::new(info));
+        }
         self.entries.len()
     }
 
@@ -98,17 +117,20 @@ impl ProcessCache {
         } else {
             Some(redacted_command_line(&event.args))
         };
-        let ppid = event
-            .ppid
-            .or_else(|| procfs::read_stat(event.pid).ok().map(|stat| stat.ppid));
-        let info = Arc::new(ProcessInfo {
+        let stat = procfs::read_stat(event.pid).ok();
+        let ppid = event.ppid.or_else(|| stat.as_ref().map(|stat| stat.ppid));
+        let mut info = ProcessInfo {
             pid: event.pid,
             ppid,
             executable,
             command_line,
             command_line_truncated: event.args_truncated,
             start_boot_ns: event.start_boot_ns,
-        });
+            tty: stat.map(|stat| stat.tty_nr != 0),
+            ..ProcessInfo::default()
+        };
+        self.fill_lineage(&mut info);
+        let info = Arc::new(info);
         self.insert(event.pid, Arc::clone(&info));
         info
     }
@@ -120,7 +142,8 @@ impl ProcessCache {
             return Arc::clone(info);
         }
         match self.load_from_proc(pid) {
-            Some(info) => {
+            Some(mut info) => {
+                self.fill_lineage(&mut info);
                 let info = Arc::new(info);
                 self.insert(pid, Arc::clone(&info));
                 info
@@ -177,7 +200,42 @@ impl ProcessCache {
                 .map(|raw| redacted_command_line(&raw)),
             command_line_truncated: false,
             start_boot_ns: Some(start_ns),
+            tty: Some(stat.tty_nr != 0),
+            ..ProcessInfo::default()
         })
+    }
+
+    /// Fills `ancestors` and `interactive` from the cached parent chain.
+    fn fill_lineage(&self, info: &mut ProcessInfo) {
+        let mut ancestors = Vec::new();
+        let mut interactive = info.tty;
+        let mut next = info.ppid;
+        let mut seen = 0;
+        while let Some(ppid) = next.filter(|&ppid| ppid != 0 && ppid != info.pid) {
+            let Some(parent) = self.entries.get(&ppid) else {
+                break;
+            };
+            if ancestors.len() < MAX_ANCESTORS {
+                ancestors.push(
+                    parent
+                        .executable_name()
+                        .unwrap_or_else(|| format!("pid {ppid}")),
+                );
+            }
+            if parent.tty == Some(true) {
+                interactive = Some(true);
+            } else if interactive.is_none() {
+                interactive = parent.tty;
+            }
+            seen += 1;
+            // The chain ends at init; a cycle (a reused pid) ends it too.
+            if seen > 64 {
+                break;
+            }
+            next = parent.ppid;
+        }
+        info.ancestors = ancestors;
+        info.interactive = interactive;
     }
 }
 
@@ -240,6 +298,45 @@ mod tests {
         ));
         let command_line = info.command_line.as_deref().unwrap();
         assert!(!command_line.contains("hunter2-made-up"), "{command_line}");
+    }
+
+    #[test]
+    fn lineage_follows_cached_parents() {
+        let mut cache = ProcessCache::new();
+        let base = 4_194_304 + 40;
+        let entry = |pid, ppid, exe: &str, tty| ProcessInfo {
+            pid,
+            ppid: Some(ppid),
+            executable: Some(PathBuf::from(exe)),
+            tty,
+            ..ProcessInfo::default()
+        };
+        cache.insert(
+            base,
+            Arc::new(entry(base, 1, "/usr/sbin/sshd", Some(false))),
+        );
+        cache.insert(
+            base + 1,
+            Arc::new(entry(base + 1, base, "/usr/bin/bash", Some(true))),
+        );
+        cache.insert(
+            base + 2,
+            Arc::new(entry(base + 2, 1, "/usr/bin/containerd", Some(false))),
+        );
+
+        let mut shell_child = entry(base + 3, base + 1, "/usr/bin/cat", Some(false));
+        cache.fill_lineage(&mut shell_child);
+        let mut daemon_child = entry(base + 4, base + 2, "/usr/bin/app", Some(false));
+        cache.fill_lineage(&mut daemon_child);
+        let mut unknown = entry(base + 5, base + 99, "/usr/bin/x", None);
+        cache.fill_lineage(&mut unknown);
+
+        assert_eq!(shell_child.ancestors, ["bash", "sshd"]);
+        assert_eq!(shell_child.interactive, Some(true));
+        assert_eq!(daemon_child.ancestors, ["containerd"]);
+        assert_eq!(daemon_child.interactive, Some(false));
+        assert!(unknown.ancestors.is_empty());
+        assert_eq!(unknown.interactive, None);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct Stat {
     pub ppid: u32,
     /// Start time in clock ticks since boot (field 22).
     pub start_ticks: u64,
+    /// Controlling terminal device number (field 7); 0 when the process has none.
+    pub tty_nr: u32,
 }
 
 /// Parses `/proc/PID/stat`. The command name (field 2) is in parentheses and may itself contain
@@ -27,7 +29,12 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     // After the name: state is field 3, so field N is at index N - 3.
     let ppid = fields.get(4 - 3)?.parse().ok()?;
     let start_ticks = fields.get(22 - 3)?.parse().ok()?;
-    Some(Stat { ppid, start_ticks })
+    let tty_nr = fields.get(7 - 3)?.parse::<i64>().ok()? as u32;
+    Some(Stat {
+        ppid,
+        start_ticks,
+        tty_nr,
+    })
 }
 
 /// Reads the real user id from `/proc/PID/status` text (the first value of `Uid:`).
@@ -147,6 +154,9 @@ mod tests {
         let stat = parse_stat(text).unwrap();
         assert_eq!(stat.ppid, 17);
         assert_eq!(stat.start_ticks, 987654);
+        assert_eq!(stat.tty_nr, 0);
+        let on_terminal = text.replace("4242 4242 0 -1", "4242 4242 34816 4242");
+        assert_eq!(parse_stat(&on_terminal).unwrap().tty_nr, 34816);
     }
 
     #[test]
