@@ -225,7 +225,8 @@ fn run(args: RunArgs) -> ExitCode {
         health: config.health,
         tls: config.tls,
     };
-    match runtime.block_on(Daemon::new(catalogue, sink, identities).run(sensor, signals, options)) {
+    let daemon = Daemon::new(catalogue, sink, identities, &config.kubernetes);
+    match runtime.block_on(daemon.run(sensor, signals, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error, EXIT_FAILURE),
     }

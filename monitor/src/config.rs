@@ -25,6 +25,49 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Credential identities.
     pub credentials: CredentialsConfig,
+    /// Kubernetes workload identity.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// The `kubernetes` section.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Where the host's file system is: `/` on a host agent, the mount of the host's root in
+    /// a DaemonSet pod. The kubelet's pod directories are read below it.
+    pub host_root: PathBuf,
+    /// SPIFFE trust domain of pod workload ids.
+    pub trust_domain: String,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            host_root: PathBuf::from("/"),
+            trust_domain: "cluster.local".to_owned(),
+        }
+    }
+}
+
+impl KubernetesConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let domain = &self.trust_domain;
+        let valid = !domain.is_empty()
+            && domain.len() <= 255
+            && domain.bytes().all(|byte| {
+                byte.is_ascii_lowercase()
+                    || byte.is_ascii_digit()
+                    || matches!(byte, b'.' | b'-' | b'_')
+            });
+        if !valid {
+            return Err(ConfigError::Invalid {
+                key: "kubernetes.trust_domain".into(),
+                value: domain.clone(),
+                allowed: "a trust domain is 1 to 255 lowercase letters, digits, `.`, `-` and `_`, such as `cluster.local`".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The `credentials` section.
@@ -208,6 +251,7 @@ impl Config {
         })?;
         config.health.validate()?;
         config.network.validate()?;
+        config.kubernetes.validate()?;
         Ok(config)
     }
 }
@@ -320,6 +364,19 @@ mod tests {
         let config = parse("").unwrap();
         assert!(config.catalogue.builtin);
         assert_eq!(config.health.drop_check_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn trust_domain_is_checked() {
+        let config = parse("kubernetes:\n  trust_domain: prod.example.test\n").unwrap();
+        assert_eq!(config.kubernetes.trust_domain, "prod.example.test");
+        assert_eq!(config.kubernetes.host_root, PathBuf::from("/"));
+        for bad in ["\"\"", "Prod", "a/b", "spiffe://x"] {
+            let error = parse(&format!("kubernetes:\n  trust_domain: {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("kubernetes.trust_domain"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -350,3 +350,55 @@ fn terminal_reader_is_interactive_and_setsid_reader_is_not() {
         "{detached}"
     );
 }
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn pod_metadata_and_workload_ids() {
+    let host = credwatch_tests::scratch_dir();
+    fs::create_dir_all(
+        host.path()
+            .join(format!("var/log/pods/shop_cart-0_{POD_UID}/cart")),
+    )
+    .unwrap();
+    let claims = r#"{"iss":"https://kubernetes.default.svc","sub":"system:serviceaccount:shop:cart","exp":4102444800,"kubernetes.io":{"namespace":"shop","serviceaccount":{"name":"cart","uid":"5e6f7a8b-9c0d-1e2f-3a4b-5c6d7e8f9a0b"}}}"#;
+    write_file(
+        &host.path().join(format!(
+            "var/lib/kubelet/pods/{POD_UID}/volumes/kubernetes.io~projected/kube-api-access-x1/token"
+        )),
+        &jwt(r#"{"alg":"RS256"}"#, claims, "madeUpSignature"),
+    );
+    let mut daemon = Daemon::start_with_config(&format!(
+        "kubernetes:\n  host_root: {}\n  trust_domain: example.test\n",
+        host.path().display()
+    ));
+
+    let pod = read_inside(
+        &daemon,
+        &format!(
+            "kubepods.slice/kubepods-pod{}.slice/cri-containerd-{ID}.scope",
+            POD_UID.replace('-', "_")
+        ),
+    );
+    let container = read_inside(&daemon, &format!("system.slice/docker-{ID}.scope"));
+    let service = read_inside(&daemon, "system.slice/credwatch-test-app.service");
+    assert!(daemon.stop().success());
+
+    assert_eq!(attribute(&pod, "k8s.namespace.name"), "shop");
+    assert_eq!(attribute(&pod, "k8s.pod.name"), "cart-0");
+    assert_eq!(
+        attribute(&pod, "credwatch.k8s.service_account.name"),
+        "cart"
+    );
+    assert_eq!(
+        attribute(&pod, "credwatch.workload.id"),
+        "spiffe://example.test/ns/shop/sa/cart"
+    );
+    assert_eq!(
+        attribute(&container, "credwatch.workload.id"),
+        format!("container://docker/{ID}")
+    );
+    assert_eq!(
+        attribute(&service, "credwatch.workload.id"),
+        "systemd://credwatch-test-app.service"
+    );
+}

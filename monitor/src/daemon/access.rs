@@ -18,7 +18,11 @@ use crate::{
     export::{Event, Severity, event::name},
     process::{ProcessInfo, procfs, users::UserNames},
     sensor::decode::OpenEvent,
-    workload::{cgroup::CgroupResolver, container},
+    workload::{
+        cgroup::CgroupResolver,
+        container::{self, CgroupWorkload},
+        pods::{PodDirectory, spiffe_id},
+    },
 };
 
 /// Reason an open record produced no event.
@@ -40,6 +44,10 @@ pub struct Context<'a> {
     pub users: &'a mut UserNames,
     /// cgroup paths.
     pub cgroups: &'a mut CgroupResolver,
+    /// Pod metadata.
+    pub pods: &'a mut PodDirectory,
+    /// SPIFFE trust domain of pod workload ids.
+    pub trust_domain: &'a str,
 }
 
 /// The path an open refers to and how it matched.
@@ -150,20 +158,75 @@ pub fn set_process_attributes(
     if !process.ancestors.is_empty() {
         event.set("credwatch.process.ancestors", process.ancestors.clone());
     }
-    if let Some(path) = context.cgroups.path_of_process(cgroup_id, process.pid) {
-        event.set("process.linux.cgroup", format!("0::{path}"));
-        set_workload_attributes(event, &container::parse(path));
-    }
+    let workload = match context.cgroups.path_of_process(cgroup_id, process.pid) {
+        Some(path) => {
+            event.set("process.linux.cgroup", format!("0::{path}"));
+            container::parse(path)
+        }
+        None => CgroupWorkload::default(),
+    };
+    set_workload_attributes(event, &workload, process, context);
 }
 
-/// Sets the container, pod and systemd attributes that the cgroup path gives.
-fn set_workload_attributes(event: &mut Event, workload: &container::CgroupWorkload) {
+/// Sets the container, pod and systemd attributes that the cgroup path gives, the pod's
+/// metadata, and the workload id.
+fn set_workload_attributes(
+    event: &mut Event,
+    workload: &CgroupWorkload,
+    process: &ProcessInfo,
+    context: &mut Context<'_>,
+) {
     event
         .set_some("container.id", workload.container_id.clone())
         .set_some("credwatch.container.runtime", workload.runtime)
         .set_some("k8s.pod.uid", workload.pod_uid.clone())
         .set_some("credwatch.systemd.unit", workload.systemd_unit.clone())
         .set_some("credwatch.systemd.session", workload.session.clone());
+    let pod = workload
+        .pod_uid
+        .as_deref()
+        .and_then(|uid| context.pods.lookup(uid));
+    if let Some(pod) = pod {
+        event
+            .set("k8s.namespace.name", pod.namespace.clone())
+            .set("k8s.pod.name", pod.name.clone())
+            .set_some(
+                "credwatch.k8s.service_account.name",
+                pod.service_account.clone(),
+            );
+    }
+    let workload_id = match (pod, workload) {
+        (Some(pod), _) => pod
+            .service_account
+            .as_deref()
+            .map(|account| spiffe_id(context.trust_domain, &pod.namespace, account)),
+        (
+            None,
+            CgroupWorkload {
+                pod_uid: Some(_), ..
+            },
+        ) => None,
+        (
+            None,
+            CgroupWorkload {
+                container_id: Some(id),
+                runtime,
+                ..
+            },
+        ) => Some(format!("container://{}/{id}", runtime.unwrap_or("unknown"))),
+        (
+            None,
+            CgroupWorkload {
+                systemd_unit: Some(unit),
+                ..
+            },
+        ) => Some(format!("systemd://{unit}")),
+        (None, _) => process
+            .executable
+            .as_deref()
+            .map(|path| format!("exe://{}", path.display())),
+    };
+    event.set_some("credwatch.workload.id", workload_id);
 }
 
 fn resolve<'a>(

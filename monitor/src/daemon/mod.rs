@@ -37,7 +37,7 @@ use self::{
 };
 use crate::{
     clock::BootClock,
-    config::{HealthConfig, TlsConfig},
+    config::{HealthConfig, KubernetesConfig, TlsConfig},
     credential::catalogue::Catalogue,
     export::{Event, JsonLinesSink, Severity, event::name},
     network::event::connect_event,
@@ -54,7 +54,7 @@ use crate::{
         hooks::TlsHooks,
         session::{Handshake, Sessions},
     },
-    workload::cgroup::CgroupResolver,
+    workload::{cgroup::CgroupResolver, pods::PodDirectory},
 };
 
 /// How often queued processes are checked for TLS libraries.
@@ -115,6 +115,8 @@ pub struct Daemon {
     sessions: Sessions,
     identities: Identities,
     exposures: Exposures,
+    pods: PodDirectory,
+    trust_domain: String,
     /// The TLS hooks, when the TLS programs are loaded.
     hooks: Option<TlsHooks>,
     /// Set when the event output was closed by its reader.
@@ -124,8 +126,14 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// A daemon that writes to `sink` and keeps its inventory in `identities`.
-    pub fn new(catalogue: Catalogue, sink: JsonLinesSink, identities: Identities) -> Self {
+    /// A daemon that writes to `sink`, keeps its inventory in `identities` and reads pod
+    /// metadata as `kubernetes` says.
+    pub fn new(
+        catalogue: Catalogue,
+        sink: JsonLinesSink,
+        identities: Identities,
+        kubernetes: &KubernetesConfig,
+    ) -> Self {
         Self {
             catalogue,
             sink,
@@ -138,6 +146,8 @@ impl Daemon {
             sessions: Sessions::default(),
             identities,
             exposures: Exposures::default(),
+            pods: PodDirectory::new(&kubernetes.host_root),
+            trust_domain: kubernetes.trust_domain.clone(),
             hooks: None,
             output_closed: false,
             reported_drops: 0,
@@ -326,6 +336,8 @@ impl Daemon {
                     clock: &self.clock,
                     users: &mut self.users,
                     cgroups: &mut self.cgroups,
+                    pods: &mut self.pods,
+                    trust_domain: &self.trust_domain,
                 };
                 match access_event(&open, directory.as_deref(), &process, &mut context) {
                     Ok(access) => self.report_access(&open, &process, access),
@@ -348,6 +360,8 @@ impl Daemon {
             clock: &self.clock,
             users: &mut self.users,
             cgroups: &mut self.cgroups,
+            pods: &mut self.pods,
+            trust_domain: &self.trust_domain,
         }
     }
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::timestamps::parse_rfc3339;
 
 /// Returns an unsigned-looking JWT of made-up `header` and `claims` with a made-up signature.
-pub(super) fn make_jwt(header: &Value, claims: &Value) -> String {
+pub(crate) fn make_jwt(header: &Value, claims: &Value) -> String {
     make_jwt_with_signature(header, claims, "bWFkZS11cC1zaWduYXR1cmU")
 }
 

@@ -45,7 +45,7 @@ mod vault;
 mod x509;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 
