@@ -402,3 +402,55 @@ fn pod_metadata_and_workload_ids() {
         "systemd://credwatch-test-app.service"
     );
 }
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn executable_hash_matches_sha256sum() {
+    let mut daemon = Daemon::start("");
+    let file = daemon.dir().join("home/.aws/credentials");
+    write_file(
+        &file,
+        "[default]\naws_access_key_id = AKIAMADEUPEXAMPLE234\n",
+    );
+    let text = file.to_string_lossy().into_owned();
+    let cat = fs::canonicalize("/bin/cat").unwrap();
+    let output = Command::new("sha256sum").arg(&cat).output().unwrap();
+    let expected = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // The hash is computed in the background after the first exec of the file, so the reads
+    // repeat until an event carries it.
+    let deadline = std::time::Instant::now() + credwatch_tests::TIMEOUT;
+    let hashed = loop {
+        let status = Command::new(&cat)
+            .arg(&file)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        daemon.barrier();
+        let found = daemon.events().into_iter().find(|event| {
+            event["attributes"]["file.path"] == text.as_str()
+                && event["attributes"]
+                    .get("credwatch.process.executable.sha256")
+                    .is_some()
+        });
+        if let Some(event) = found {
+            break event;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event carried an executable hash"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(daemon.stop().success());
+
+    assert_eq!(
+        attribute(&hashed, "credwatch.process.executable.sha256"),
+        expected
+    );
+}

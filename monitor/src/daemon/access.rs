@@ -16,7 +16,7 @@ use crate::{
     },
     errno,
     export::{Event, Severity, event::name},
-    process::{ProcessInfo, procfs, users::UserNames},
+    process::{ProcessInfo, hash::Executables, procfs, users::UserNames},
     sensor::decode::OpenEvent,
     workload::{
         cgroup::CgroupResolver,
@@ -46,6 +46,8 @@ pub struct Context<'a> {
     pub cgroups: &'a mut CgroupResolver,
     /// Pod metadata.
     pub pods: &'a mut PodDirectory,
+    /// Executable hashes.
+    pub executables: &'a mut Executables,
     /// SPIFFE trust domain of pod workload ids.
     pub trust_domain: &'a str,
 }
@@ -136,6 +138,10 @@ pub fn set_process_attributes(
                 .map(|path| path.to_string_lossy().into_owned()),
         )
         .set_some("process.executable.name", process.executable_name())
+        .set_some(
+            "credwatch.process.executable.sha256",
+            context.executables.hash_of(process.pid),
+        )
         .set_some("process.command_line", process.command_line.clone())
         .set_some(
             "credwatch.process.command_line.truncated",

@@ -78,6 +78,10 @@ pub struct DaemonStats {
     pub exposures_inherited: u64,
     /// New processes whose environment could not be read.
     pub environments_unreadable: u64,
+    /// Executable file versions hashed.
+    pub executables_hashed: u64,
+    /// Executables not hashed: too large, unreadable or a full queue.
+    pub executables_not_hashed: u64,
 }
 
 impl DaemonStats {
@@ -160,6 +164,14 @@ pub fn health_event(
         .set(
             "credwatch.daemon.environments_unreadable",
             daemon.environments_unreadable,
+        )
+        .set(
+            "credwatch.daemon.executables_hashed",
+            daemon.executables_hashed,
+        )
+        .set(
+            "credwatch.daemon.executables_not_hashed",
+            daemon.executables_not_hashed,
         )
         .set(
             "credwatch.dropped.total",

@@ -41,7 +41,7 @@ use crate::{
     credential::catalogue::Catalogue,
     export::{Event, JsonLinesSink, Severity, event::name},
     network::event::connect_event,
-    process::{ProcessCache, ProcessInfo, procfs, redact, users::UserNames},
+    process::{ProcessCache, ProcessInfo, hash::Executables, procfs, redact, users::UserNames},
     sensor::{
         Sensor,
         counters::Counters,
@@ -116,6 +116,7 @@ pub struct Daemon {
     identities: Identities,
     exposures: Exposures,
     pods: PodDirectory,
+    executables: Executables,
     trust_domain: String,
     /// The TLS hooks, when the TLS programs are loaded.
     hooks: Option<TlsHooks>,
@@ -147,6 +148,7 @@ impl Daemon {
             identities,
             exposures: Exposures::default(),
             pods: PodDirectory::new(&kubernetes.host_root),
+            executables: Executables::start(),
             trust_domain: kubernetes.trust_domain.clone(),
             hooks: None,
             output_closed: false,
@@ -300,6 +302,7 @@ impl Daemon {
                 // The process is most likely still alive now, so its cgroup path is learnt
                 // from /proc before a short-lived program exits.
                 let _ = self.cgroups.path_of_process(exec.cgroup_id, exec.pid);
+                self.executables.exec(exec.pid);
                 let process = self.processes.exec(&exec);
                 if let Some(hooks) = &mut self.hooks {
                     hooks.exec(exec.pid, std::time::Instant::now());
@@ -312,6 +315,7 @@ impl Daemon {
                 }
                 self.processes.exit(exit.pid);
                 self.identities.process_exited(exit.pid);
+                self.executables.exited(exit.pid);
                 self.exposures.process_exited(exit.pid);
                 if let Some(hooks) = &mut self.hooks {
                     hooks.process_exited(ebpf, exit.pid);
@@ -337,6 +341,7 @@ impl Daemon {
                     users: &mut self.users,
                     cgroups: &mut self.cgroups,
                     pods: &mut self.pods,
+                    executables: &mut self.executables,
                     trust_domain: &self.trust_domain,
                 };
                 match access_event(&open, directory.as_deref(), &process, &mut context) {
@@ -361,6 +366,7 @@ impl Daemon {
             users: &mut self.users,
             cgroups: &mut self.cgroups,
             pods: &mut self.pods,
+            executables: &mut self.executables,
             trust_domain: &self.trust_domain,
         }
     }
@@ -636,6 +642,9 @@ impl Daemon {
         self.stats.files_unreadable = identity.files_unreadable;
         self.stats.files_read_through_cgroup = identity.read_through_cgroup;
         self.stats.store_failures = identity.store_failures;
+        let hashes = self.executables.stats();
+        self.stats.executables_hashed = hashes.hashed;
+        self.stats.executables_not_hashed = hashes.skipped;
         let exposure = self.exposures.stats;
         self.stats.exposures_reported = exposure.reported;
         self.stats.exposures_inherited = exposure.inherited;
