@@ -3,7 +3,7 @@
 //! At exec the daemon opens `/proc/PID/exe`, which refers to the executed file even when it
 //! was replaced or deleted since, and keys it by device, inode, size and modification time.
 //! A file version not seen before is hashed by a worker thread, so a large binary never
-//! stalls the event loop; events written before the hash is ready go without it. Files larger
+//! stalls the event loop. Events written before the hash is ready go without it. Files larger
 //! than [`MAX_HASHED_BYTES`] are not hashed.
 
 use std::{
