@@ -108,6 +108,18 @@ impl Drop for WaitingReader {
     }
 }
 
+/// Writes a made-up AWS credentials file in the daemon's directory and returns it with its
+/// path as text.
+fn aws_file(daemon: &Daemon) -> (PathBuf, String) {
+    let file = daemon.dir().join("home/.aws/credentials");
+    write_file(
+        &file,
+        "[default]\naws_access_key_id = AKIAMADEUPEXAMPLE234\n",
+    );
+    let text = file.to_string_lossy().into_owned();
+    (file, text)
+}
+
 /// Reads a credential from a process inside a cgroup at `relative` and returns its event.
 fn read_inside(daemon: &Daemon, relative: &str) -> Value {
     let file = daemon
@@ -293,12 +305,7 @@ fn test_has_terminal() -> bool {
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn terminal_reader_is_interactive_and_setsid_reader_is_not() {
     let mut daemon = Daemon::start("");
-    let file = daemon.dir().join("home/.aws/credentials");
-    write_file(
-        &file,
-        "[default]\naws_access_key_id = AKIAMADEUPEXAMPLE234\n",
-    );
-    let text = file.to_string_lossy().into_owned();
+    let (_, text) = aws_file(&daemon);
 
     // `script` runs the command on a new pseudo-terminal. The reader is python, whose start-up
     // keeps it alive long enough for the daemon to read its terminal from /proc at exec.
@@ -407,12 +414,7 @@ fn pod_metadata_and_workload_ids() {
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn executable_hash_matches_sha256sum() {
     let mut daemon = Daemon::start("");
-    let file = daemon.dir().join("home/.aws/credentials");
-    write_file(
-        &file,
-        "[default]\naws_access_key_id = AKIAMADEUPEXAMPLE234\n",
-    );
-    let text = file.to_string_lossy().into_owned();
+    let (file, text) = aws_file(&daemon);
     let cat = fs::canonicalize("/bin/cat").unwrap();
     let output = Command::new("sha256sum").arg(&cat).output().unwrap();
     let expected = String::from_utf8_lossy(&output.stdout)

@@ -177,7 +177,7 @@ impl Identities {
                 self.stats.files_unreadable += 1;
                 tracing::debug!(pid = reader.pid, path = %path.display(), error = %error, "could not read a credential file");
                 let problem = if Path::new(&format!("/proc/{}", reader.pid)).exists() {
-                    error_text(&error)
+                    crate::sensor::error_chain(&error)
                 } else {
                     format!(
                         "process {} exited before credwatch could read the file, and neither its \
@@ -298,7 +298,7 @@ impl Identities {
                     _ => Outcome::Unreadable,
                 };
                 self.stats.files_unreadable += u64::from(outcome == Outcome::Unreadable);
-                FileIdentity::failed(outcome, error_text(&error))
+                FileIdentity::failed(outcome, crate::sensor::error_chain(&error))
             }
         };
         let identity = Arc::new(identity);
@@ -392,18 +392,6 @@ fn identify_failure(error: &IdentifyError, path: &Path) -> FileIdentity {
     };
     tracing::debug!(path = %path.display(), error = %error, "could not identify a credential file");
     FileIdentity::failed(outcome, error.to_string())
-}
-
-/// Formats an error and its causes in one line.
-fn error_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Returns up to [`MAX_FALLBACK_PROCESSES`] processes of a cgroup, the newest first. Kernel

@@ -394,12 +394,7 @@ impl Daemon {
                 .get("server.address")
                 .and_then(serde_json::Value::as_str)
         {
-            let port = event
-                .attributes
-                .get("server.port")
-                .and_then(serde_json::Value::as_u64)
-                .and_then(|port| u16::try_from(port).ok())
-                .unwrap_or(0);
+            let port = port_attribute(&event, "server.port");
             let now = unix_ms(event.time);
             self.identities
                 .destination(handshake.pid, server, port, now);
@@ -482,12 +477,7 @@ impl Daemon {
         else {
             return;
         };
-        let port = event
-            .attributes
-            .get("network.peer.port")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|port| u16::try_from(port).ok())
-            .unwrap_or(0);
+        let port = port_attribute(event, "network.peer.port");
         self.identities
             .destination(connect.pid, address, port, unix_ms(event.time));
     }
@@ -718,6 +708,16 @@ impl Daemon {
         self.emit(health_event(reason, &kernel, &self.stats, None, None));
         self.flush();
     }
+}
+
+/// Returns a port attribute of an event, or 0 when it is missing.
+fn port_attribute(event: &Event, key: &str) -> u16 {
+    event
+        .attributes
+        .get(key)
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|port| u16::try_from(port).ok())
+        .unwrap_or(0)
 }
 
 /// Milliseconds since the Unix epoch.

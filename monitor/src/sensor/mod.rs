@@ -442,7 +442,7 @@ fn attach_cgroup(ebpf: &mut Ebpf, name: &str, root: &std::path::Path) -> Result<
 }
 
 /// Formats an error with its causes, which aya keeps in `source`.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
