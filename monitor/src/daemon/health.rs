@@ -82,6 +82,8 @@ pub struct DaemonStats {
     pub executables_hashed: u64,
     /// Executables not hashed: too large, unreadable or a full queue.
     pub executables_not_hashed: u64,
+    /// Cached pids that turned out to belong to a new process (an exit record was lost).
+    pub pids_reused: u64,
 }
 
 impl DaemonStats {
@@ -173,6 +175,7 @@ pub fn health_event(
             "credwatch.daemon.executables_not_hashed",
             daemon.executables_not_hashed,
         )
+        .set("credwatch.daemon.pids_reused", daemon.pids_reused)
         .set(
             "credwatch.dropped.total",
             kernel.dropped() + daemon.dropped(),

@@ -632,6 +632,7 @@ impl Daemon {
         self.stats.files_unreadable = identity.files_unreadable;
         self.stats.files_read_through_cgroup = identity.read_through_cgroup;
         self.stats.store_failures = identity.store_failures;
+        self.stats.pids_reused = self.processes.pids_reused();
         let hashes = self.executables.stats();
         self.stats.executables_hashed = hashes.hashed;
         self.stats.executables_not_hashed = hashes.skipped;

@@ -60,6 +60,7 @@ impl ProcessInfo {
 pub struct ProcessCache {
     entries: HashMap<u32, Arc<ProcessInfo>>,
     clock_ticks_per_second: u64,
+    pids_reused: u64,
 }
 
 impl Default for ProcessCache {
@@ -76,6 +77,7 @@ impl ProcessCache {
         Self {
             entries: HashMap::new(),
             clock_ticks_per_second: u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100),
+            pids_reused: 0,
         }
     }
 
@@ -137,9 +139,19 @@ impl ProcessCache {
 
     /// Returns the cached process, loading it from `/proc` when unknown. A process that is
     /// already gone yields an entry with only the pid, which is not cached.
+    ///
+    /// Processes are told apart by pid and start time: when the process now running under a
+    /// cached pid started at another time, its exit record was lost and the pid reused, so
+    /// the entry is loaded again. A process that is gone keeps its cached entry, because the
+    /// record being handled is its own.
     pub fn get_or_load(&mut self, pid: u32) -> Arc<ProcessInfo> {
         if let Some(info) = self.entries.get(&pid) {
-            return Arc::clone(info);
+            if !self.pid_was_reused(info) {
+                return Arc::clone(info);
+            }
+            self.pids_reused += 1;
+            tracing::debug!(pid, "a cached pid belongs to a new process; reloading it");
+            self.entries.remove(&pid);
         }
         match self.load_from_proc(pid) {
             Some(mut info) => {
@@ -153,6 +165,25 @@ impl ProcessCache {
                 ..ProcessInfo::default()
             }),
         }
+    }
+
+    /// Tells whether the process running under `info.pid` started at another time than the
+    /// cached one. Start times are compared at the clock-tick resolution of `/proc`.
+    fn pid_was_reused(&self, info: &ProcessInfo) -> bool {
+        let Some(cached) = info.start_boot_ns else {
+            return false;
+        };
+        let Ok(stat) = procfs::read_stat(info.pid) else {
+            return false;
+        };
+        let tick_ns = 1_000_000_000 / self.clock_ticks_per_second;
+        let running = stat.start_ticks.saturating_mul(tick_ns);
+        cached.abs_diff(running) > tick_ns
+    }
+
+    /// Returns how many cached pids turned out to belong to a new process.
+    pub fn pids_reused(&self) -> u64 {
+        self.pids_reused
     }
 
     /// Forgets an exited process.
@@ -337,6 +368,31 @@ mod tests {
         assert_eq!(daemon_child.interactive, Some(false));
         assert!(unknown.ancestors.is_empty());
         assert_eq!(unknown.interactive, None);
+    }
+
+    #[test]
+    fn reused_pid_is_loaded_again() {
+        let mut cache = ProcessCache::new();
+        let pid = std::process::id();
+        let real = cache.get_or_load(pid);
+        let stale = ProcessInfo {
+            executable: Some(PathBuf::from("/usr/bin/old-program")),
+            start_boot_ns: real
+                .start_boot_ns
+                .map(|ns| ns.saturating_sub(60_000_000_000)),
+            ..ProcessInfo::clone(&real)
+        };
+        cache.insert(pid, Arc::new(stale));
+
+        let loaded = cache.get_or_load(pid);
+        let again = cache.get_or_load(pid);
+
+        assert_eq!(loaded.executable, real.executable);
+        assert_eq!(cache.pids_reused(), 1);
+        assert!(
+            Arc::ptr_eq(&loaded, &again),
+            "an entry that matches is kept"
+        );
     }
 
     #[test]
