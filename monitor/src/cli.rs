@@ -17,6 +17,7 @@ use crate::{
     export::{JsonLinesSink, Resource},
     sensor::{self, Sensor},
     store::Store,
+    workload::kubelet::Kubelet,
 };
 
 /// Exit code for invalid usage or configuration.
@@ -225,7 +226,16 @@ fn run(args: RunArgs) -> ExitCode {
         health: config.health,
         tls: config.tls,
     };
-    let daemon = Daemon::new(catalogue, sink, identities, &config.kubernetes);
+    let mut daemon = Daemon::new(catalogue, sink, identities, &config.kubernetes);
+    if let Some(address) = &config.kubernetes.kubelet_address {
+        match Kubelet::start(address, config.kubernetes.kubelet_refresh) {
+            Ok(kubelet) => daemon = daemon.with_kubelet(kubelet),
+            Err(message) => {
+                eprintln!("credwatch: error: {message}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
     match runtime.block_on(daemon.run(sensor, signals, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error, EXIT_FAILURE),

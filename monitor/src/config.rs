@@ -38,6 +38,12 @@ pub struct KubernetesConfig {
     pub host_root: PathBuf,
     /// SPIFFE trust domain of pod workload ids.
     pub trust_domain: String,
+    /// `host:port` of the kubelet's read-only port, whose `/pods` gives labels, owners,
+    /// container names and images. Not read when unset.
+    pub kubelet_address: Option<String>,
+    /// How often the kubelet's pod list is fetched besides when an unknown pod appears.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub kubelet_refresh: Duration,
 }
 
 impl Default for KubernetesConfig {
@@ -45,6 +51,8 @@ impl Default for KubernetesConfig {
         Self {
             host_root: PathBuf::from("/"),
             trust_domain: "cluster.local".to_owned(),
+            kubelet_address: None,
+            kubelet_refresh: Duration::from_secs(60),
         }
     }
 }
@@ -59,6 +67,14 @@ impl KubernetesConfig {
                     || byte.is_ascii_digit()
                     || matches!(byte, b'.' | b'-' | b'_')
             });
+        if self.kubelet_refresh.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "kubernetes.kubelet_refresh".into(),
+                value: "0s".into(),
+                allowed: "it must be at least 1ms; use 60s to fetch the pod list once a minute"
+                    .into(),
+            });
+        }
         if !valid {
             return Err(ConfigError::Invalid {
                 key: "kubernetes.trust_domain".into(),

@@ -456,3 +456,132 @@ fn executable_hash_matches_sha256sum() {
         expected
     );
 }
+
+/// A kubelet stand-in on loopback that answers every request with `response`, until dropped.
+struct FakeKubelet {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeKubelet {
+    fn start(response: String) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        use std::io::Read as _;
+                        stream.set_nonblocking(false).unwrap();
+                        let mut request = [0_u8; 1024];
+                        let _ = stream.read(&mut request);
+                        let _ = stream.write_all(response.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        Self {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn pod_list() -> String {
+    format!(
+        r#"{{"kind":"PodList","items":[{{"metadata":{{"name":"cart-7c9f8d6b5-x2k4q","namespace":"shop","uid":"{POD_UID}","labels":{{"app":"cart"}},"ownerReferences":[{{"kind":"ReplicaSet","name":"cart-7c9f8d6b5","controller":true}}]}},"spec":{{"serviceAccountName":"cart","containers":[{{"name":"app","image":"registry.example.test/cart:1.2"}}]}},"status":{{"containerStatuses":[{{"name":"app","containerID":"containerd://{ID}","imageID":"registry.example.test/cart@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}]}}}}]}}"#
+    )
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn kubelet_pod_list_names_owner_container_and_image() {
+    let body = pod_list();
+    let kubelet = FakeKubelet::start(format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    let mut daemon = Daemon::start_with_config(&format!(
+        "kubernetes:\n  kubelet_address: 127.0.0.1:{}\n",
+        kubelet.port
+    ));
+
+    // The first fetch runs in the background at start; a read before it finished goes
+    // without the pod's metadata and asks for a new fetch, so the read repeats.
+    let mut event = read_inside(&daemon, &pod_cgroup(POD_UID));
+    for _ in 0..20 {
+        if event["attributes"].get("k8s.deployment.name").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        event = read_inside(&daemon, &pod_cgroup(POD_UID));
+    }
+    assert!(daemon.stop().success());
+
+    assert_eq!(attribute(&event, "k8s.deployment.name"), "cart", "{event}");
+    assert_eq!(attribute(&event, "credwatch.k8s.owner.kind"), "Deployment");
+    assert_eq!(attribute(&event, "k8s.container.name"), "app");
+    assert_eq!(
+        attribute(&event, "container.image.name"),
+        "registry.example.test/cart:1.2"
+    );
+    assert!(attribute(&event, "credwatch.container.image.digest").starts_with("sha256:0123"));
+    assert_eq!(
+        event["attributes"]["credwatch.k8s.pod.labels"]["app"],
+        "cart"
+    );
+    assert_eq!(attribute(&event, "k8s.pod.name"), "cart-7c9f8d6b5-x2k4q");
+    assert_eq!(
+        attribute(&event, "credwatch.workload.id"),
+        "spiffe://cluster.local/ns/shop/sa/cart"
+    );
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn broken_kubelet_never_blocks_events() {
+    let garbage = FakeKubelet::start("HTTP/1.0 200 OK\r\n\r\n<html>not json".to_owned());
+    let failing = FakeKubelet::start("HTTP/1.0 500 Internal Server Error\r\n\r\n".to_owned());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    for port in [garbage.port, failing.port, closed] {
+        let mut daemon = Daemon::start_with_config(&format!(
+            "kubernetes:\n  kubelet_address: 127.0.0.1:{port}\n"
+        ));
+        let event = read_inside(&daemon, &pod_cgroup(POD_UID));
+        assert!(daemon.stop().success(), "port {port}");
+
+        assert_eq!(attribute(&event, "k8s.pod.uid"), POD_UID);
+        assert!(
+            event["attributes"].get("k8s.deployment.name").is_none(),
+            "{event}"
+        );
+        assert!(
+            daemon
+                .stderr_text()
+                .contains("failed to read pods from the kubelet"),
+            "port {port}: {}",
+            daemon.stderr_text()
+        );
+    }
+}

@@ -21,7 +21,8 @@ use crate::{
     workload::{
         cgroup::CgroupResolver,
         container::{self, CgroupWorkload},
-        pods::{PodDirectory, spiffe_id},
+        kubelet::{Kubelet, KubeletPod},
+        pods::{PodDirectory, PodMeta, spiffe_id},
     },
 };
 
@@ -48,6 +49,8 @@ pub struct Context<'a> {
     pub pods: &'a mut PodDirectory,
     /// Executable hashes.
     pub executables: &'a mut Executables,
+    /// The kubelet's pod list, when configured.
+    pub kubelet: Option<&'a Kubelet>,
     /// SPIFFE trust domain of pod workload ids.
     pub trust_domain: &'a str,
 }
@@ -174,6 +177,38 @@ pub fn set_process_attributes(
     set_workload_attributes(event, &workload, process, context);
 }
 
+/// Sets what only the kubelet knows: the owner workload, labels, and the container's name and
+/// image.
+fn set_kubelet_attributes(event: &mut Event, pod: &KubeletPod, container_id: Option<&str>) {
+    if let Some((kind, name)) = &pod.owner {
+        let key = match kind.as_str() {
+            "Deployment" => Some("k8s.deployment.name"),
+            "ReplicaSet" => Some("k8s.replicaset.name"),
+            "DaemonSet" => Some("k8s.daemonset.name"),
+            "StatefulSet" => Some("k8s.statefulset.name"),
+            "Job" => Some("k8s.job.name"),
+            "CronJob" => Some("k8s.cronjob.name"),
+            _ => None,
+        };
+        if let Some(key) = key {
+            event.set(key, name.clone());
+        }
+        event.set("credwatch.k8s.owner.kind", kind.clone());
+    }
+    if !pod.labels.is_empty() {
+        event.set("credwatch.k8s.pod.labels", pod.labels.clone());
+    }
+    if let Some(container) = container_id.and_then(|id| pod.containers.get(id)) {
+        event
+            .set("k8s.container.name", container.name.clone())
+            .set_some("container.image.name", container.image.clone())
+            .set_some(
+                "credwatch.container.image.digest",
+                container.image_digest.clone(),
+            );
+    }
+}
+
 /// Sets the container, pod and systemd attributes that the cgroup path gives, the pod's
 /// metadata, and the workload id.
 fn set_workload_attributes(
@@ -188,10 +223,27 @@ fn set_workload_attributes(
         .set_some("k8s.pod.uid", workload.pod_uid.clone())
         .set_some("credwatch.systemd.unit", workload.systemd_unit.clone())
         .set_some("credwatch.systemd.session", workload.session.clone());
-    let pod = workload
+    let reported = workload
         .pod_uid
         .as_deref()
-        .and_then(|uid| context.pods.lookup(uid));
+        .zip(context.kubelet)
+        .and_then(|(uid, kubelet)| kubelet.pod(uid));
+    if let Some(reported) = &reported {
+        set_kubelet_attributes(event, reported, workload.container_id.as_deref());
+    }
+    let pod = match reported {
+        Some(reported) => Some(PodMeta {
+            namespace: reported.namespace,
+            name: reported.name,
+            service_account: reported.service_account,
+        }),
+        None => workload
+            .pod_uid
+            .as_deref()
+            .and_then(|uid| context.pods.lookup(uid))
+            .cloned(),
+    };
+    let pod = pod.as_ref();
     if let Some(pod) = pod {
         event
             .set("k8s.namespace.name", pod.namespace.clone())

@@ -54,7 +54,7 @@ use crate::{
         hooks::TlsHooks,
         session::{Handshake, Sessions},
     },
-    workload::{cgroup::CgroupResolver, pods::PodDirectory},
+    workload::{cgroup::CgroupResolver, kubelet::Kubelet, pods::PodDirectory},
 };
 
 /// How often queued processes are checked for TLS libraries.
@@ -117,6 +117,7 @@ pub struct Daemon {
     exposures: Exposures,
     pods: PodDirectory,
     executables: Executables,
+    kubelet: Option<Kubelet>,
     trust_domain: String,
     /// The TLS hooks, when the TLS programs are loaded.
     hooks: Option<TlsHooks>,
@@ -149,11 +150,18 @@ impl Daemon {
             exposures: Exposures::default(),
             pods: PodDirectory::new(&kubernetes.host_root),
             executables: Executables::start(),
+            kubelet: None,
             trust_domain: kubernetes.trust_domain.clone(),
             hooks: None,
             output_closed: false,
             reported_drops: 0,
         }
+    }
+
+    /// Reads pod metadata from the kubelet as well.
+    pub fn with_kubelet(mut self, kubelet: Kubelet) -> Self {
+        self.kubelet = Some(kubelet);
+        self
     }
 
     /// Runs until SIGINT or SIGTERM, then drains the ring buffer, writes a final health event,
@@ -342,6 +350,7 @@ impl Daemon {
                     cgroups: &mut self.cgroups,
                     pods: &mut self.pods,
                     executables: &mut self.executables,
+                    kubelet: self.kubelet.as_ref(),
                     trust_domain: &self.trust_domain,
                 };
                 match access_event(&open, directory.as_deref(), &process, &mut context) {
@@ -367,6 +376,7 @@ impl Daemon {
             cgroups: &mut self.cgroups,
             pods: &mut self.pods,
             executables: &mut self.executables,
+            kubelet: self.kubelet.as_ref(),
             trust_domain: &self.trust_domain,
         }
     }

@@ -1,0 +1,318 @@
+//! Pod metadata from the kubelet's `/pods` endpoint on its read-only HTTP port.
+//!
+//! A worker thread fetches the pod list when the daemon meets a pod uid it does not know and
+//! at a fixed interval, and keeps the last good list. A kubelet that is down, slow or returns
+//! garbage therefore never blocks events: they go without the attributes until a fetch
+//! succeeds. The request is HTTP/1.0, so the response comes without chunked encoding.
+//!
+//! NOTE: only the read-only port (plain HTTP, usually 10255) is read. The authenticated
+//! port 10250 needs a TLS client, which credwatch does not have yet.
+
+use std::{
+    collections::HashMap,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream, ToSocketAddrs as _},
+    sync::{
+        Arc, Mutex,
+        mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
+    },
+    time::Duration,
+};
+
+use serde_json::Value;
+
+/// Time allowed to connect and for each read of a response.
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// Largest response read; a node runs at most a few hundred pods.
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A container of a pod, as the kubelet reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubeletContainer {
+    /// Container name in the pod spec.
+    pub name: String,
+    /// Image as the spec names it.
+    pub image: Option<String>,
+    /// Image digest (`sha256:...`), from the image id the runtime reports.
+    pub image_digest: Option<String>,
+}
+
+/// Metadata of a pod, as the kubelet reports it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KubeletPod {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub name: String,
+    /// Service account.
+    pub service_account: Option<String>,
+    /// Labels.
+    pub labels: serde_json::Map<String, Value>,
+    /// The workload that owns the pod: kind (`Deployment`, `DaemonSet`, `StatefulSet`,
+    /// `Job`, `CronJob`, or the direct owner's kind) and name.
+    pub owner: Option<(String, String)>,
+    /// Containers by container id (without the `containerd://` style prefix).
+    pub containers: HashMap<String, KubeletContainer>,
+}
+
+/// The pods known from the last successful fetch, and the worker that refreshes them.
+pub struct Kubelet {
+    pods: Arc<Mutex<HashMap<String, KubeletPod>>>,
+    refresh: SyncSender<()>,
+}
+
+impl Kubelet {
+    /// Starts the worker for the kubelet at `address` (`host:port`), refreshing every
+    /// `interval`. Returns an error text when the address does not resolve or the thread
+    /// cannot start.
+    pub fn start(address: &str, interval: Duration) -> Result<Self, String> {
+        let socket = address
+            .to_socket_addrs()
+            .map_err(|error| {
+                format!("kubernetes.kubelet_address {address:?} does not resolve: {error}")
+            })?
+            .next()
+            .ok_or_else(|| format!("kubernetes.kubelet_address {address:?} has no address"))?;
+        let pods = Arc::new(Mutex::new(HashMap::new()));
+        let (refresh, requests) = mpsc::sync_channel(1);
+        let worker_pods = Arc::clone(&pods);
+        std::thread::Builder::new()
+            .name("kubelet".into())
+            .spawn(move || run(socket, interval, &requests, &worker_pods))
+            .map_err(|error| format!("failed to start the kubelet thread: {error}"))?;
+        let _ = refresh.try_send(());
+        Ok(Self { pods, refresh })
+    }
+
+    /// Returns what the kubelet reported about the pod `uid`, asking for a new list when the
+    /// uid is unknown.
+    pub fn pod(&self, uid: &str) -> Option<KubeletPod> {
+        let found = lock(&self.pods).get(uid).cloned();
+        if found.is_none() {
+            // A full queue means a fetch is already due.
+            let _ = self.refresh.try_send(());
+        }
+        found
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs the worker: fetches on request and at every interval, logging a change of state once.
+fn run(
+    address: SocketAddr,
+    interval: Duration,
+    requests: &Receiver<()>,
+    pods: &Mutex<HashMap<String, KubeletPod>>,
+) {
+    let mut failing = false;
+    loop {
+        match requests.recv_timeout(interval) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        match fetch(address).and_then(|body| parse_pod_list(&body)) {
+            Ok(list) => {
+                if failing {
+                    tracing::info!(%address, pods = list.len(), "the kubelet responds again");
+                }
+                failing = false;
+                *lock(pods) = list;
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(%address, %error, "failed to read pods from the kubelet; events go without pod metadata until it responds");
+                }
+                failing = true;
+            }
+        }
+        // The fetch just made serves the requests that arrived during it.
+        while requests.try_recv().is_ok() {}
+    }
+}
+
+/// Sends `GET /pods` and returns the body of a 200 response.
+fn fetch(address: SocketAddr) -> Result<Vec<u8>, String> {
+    let mut stream = TcpStream::connect_timeout(&address, TIMEOUT)
+        .map_err(|error| format!("connect: {error}"))?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
+        .map_err(|error| format!("socket: {error}"))?;
+    stream
+        .write_all(
+            format!("GET /pods HTTP/1.0\r\nHost: {address}\r\nAccept: application/json\r\n\r\n")
+                .as_bytes(),
+        )
+        .map_err(|error| format!("send: {error}"))?;
+    let mut response = Vec::new();
+    stream
+        .take(MAX_RESPONSE_BYTES)
+        .read_to_end(&mut response)
+        .map_err(|error| format!("read: {error}"))?;
+    let header_end = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .ok_or("the response has no HTTP header")?;
+    let status_line = response[..header_end]
+        .split(|&byte| byte == b'\r')
+        .next()
+        .unwrap_or_default();
+    let status = String::from_utf8_lossy(status_line);
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("the kubelet responded {status:?}"));
+    }
+    Ok(response[header_end + 4..].to_vec())
+}
+
+/// Parses a `PodList` into pods by uid.
+pub fn parse_pod_list(body: &[u8]) -> Result<HashMap<String, KubeletPod>, String> {
+    let list: Value = serde_json::from_slice(body)
+        .map_err(|error| format!("the pod list is no JSON: {error}"))?;
+    let items = list
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or("the response is no pod list: it has no `items` array")?;
+    Ok(items.iter().filter_map(parse_pod).collect())
+}
+
+fn parse_pod(item: &Value) -> Option<(String, KubeletPod)> {
+    let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    let metadata = item.get("metadata")?;
+    let uid = text(metadata, "uid")?;
+    let spec = item.get("spec").cloned().unwrap_or(Value::Null);
+    let mut containers: HashMap<String, KubeletContainer> = HashMap::new();
+    let statuses = item
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for status in statuses {
+        let (Some(name), Some(id)) = (text(status, "name"), text(status, "containerID")) else {
+            continue;
+        };
+        let id = id.rsplit("://").next().unwrap_or(&id).to_owned();
+        let image = spec
+            .get("containers")
+            .and_then(Value::as_array)
+            .and_then(|list| {
+                list.iter()
+                    .find(|container| text(container, "name").as_deref() == Some(&name))
+            })
+            .and_then(|container| text(container, "image"))
+            .or_else(|| text(status, "image"));
+        let image_digest = text(status, "imageID")
+            .and_then(|image_id| image_id.rsplit('@').next().map(str::to_owned))
+            .filter(|digest| digest.starts_with("sha256:"));
+        containers.insert(
+            id,
+            KubeletContainer {
+                name,
+                image,
+                image_digest,
+            },
+        );
+    }
+    let pod = KubeletPod {
+        namespace: text(metadata, "namespace").unwrap_or_default(),
+        name: text(metadata, "name").unwrap_or_default(),
+        service_account: text(&spec, "serviceAccountName"),
+        labels: metadata
+            .get("labels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        owner: owner(metadata),
+        containers,
+    };
+    Some((uid, pod))
+}
+
+/// Returns the workload that owns a pod. A ReplicaSet made by a Deployment is named
+/// `<deployment>-<pod-template-hash>` and a Job made by a CronJob `<cronjob>-<schedule time>`,
+/// so the owner's owner is read from the name.
+fn owner(metadata: &Value) -> Option<(String, String)> {
+    let reference = metadata
+        .get("ownerReferences")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|reference| reference.get("controller").and_then(Value::as_bool) == Some(true))
+        .or_else(|| metadata.pointer("/ownerReferences/0"))?;
+    let kind = reference.get("kind").and_then(Value::as_str)?;
+    let name = reference.get("name").and_then(Value::as_str)?;
+    let parent = |suffix_is: fn(&str) -> bool| {
+        name.rsplit_once('-')
+            .filter(|(_, suffix)| suffix_is(suffix))
+            .map(|(parent, _)| parent.to_owned())
+    };
+    let owner = match kind {
+        "ReplicaSet" => {
+            parent(|suffix| suffix.len() >= 5 && suffix.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .map(|deployment| ("Deployment".to_owned(), deployment))
+        }
+        "Job" => parent(|suffix| suffix.len() >= 8 && suffix.bytes().all(|b| b.is_ascii_digit()))
+            .map(|cronjob| ("CronJob".to_owned(), cronjob)),
+        _ => None,
+    };
+    Some(owner.unwrap_or_else(|| (kind.to_owned(), name.to_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = r#"{"kind":"PodList","items":[
+      {"metadata":{"name":"cart-7c9f8d6b5-x2k4q","namespace":"shop","uid":"0d1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8",
+        "labels":{"app":"cart"},
+        "ownerReferences":[{"kind":"ReplicaSet","name":"cart-7c9f8d6b5","controller":true}]},
+       "spec":{"serviceAccountName":"cart","containers":[{"name":"app","image":"registry.example.test/cart:1.2"}]},
+       "status":{"containerStatuses":[{"name":"app","containerID":"containerd://4f3e2d1c","image":"registry.example.test/cart:1.2",
+         "imageID":"registry.example.test/cart@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}]}},
+      {"metadata":{"name":"report-28912345-abcde","namespace":"ops","uid":"9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0",
+        "ownerReferences":[{"kind":"Job","name":"report-28912345","controller":true}]},
+       "spec":{}},
+      {"metadata":{"name":"agent-x","namespace":"kube-system","uid":"11111111-2222-3333-4444-555555555555",
+        "ownerReferences":[{"kind":"DaemonSet","name":"agent","controller":true}]}},
+      {"metadata":{"name":"no-uid"}}
+    ]}"#;
+
+    #[test]
+    fn pod_list_gives_owners_containers_and_images() {
+        let pods = parse_pod_list(LIST.as_bytes()).unwrap();
+
+        assert_eq!(pods.len(), 3);
+        let cart = &pods["0d1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8"];
+        assert_eq!(cart.namespace, "shop");
+        assert_eq!(cart.service_account.as_deref(), Some("cart"));
+        assert_eq!(cart.owner, Some(("Deployment".into(), "cart".into())));
+        assert_eq!(cart.labels["app"], "cart");
+        let container = &cart.containers["4f3e2d1c"];
+        assert_eq!(container.name, "app");
+        assert_eq!(
+            container.image.as_deref(),
+            Some("registry.example.test/cart:1.2")
+        );
+        assert!(
+            container
+                .image_digest
+                .as_deref()
+                .unwrap()
+                .starts_with("sha256:0123")
+        );
+        let report = &pods["9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0"];
+        assert_eq!(report.owner, Some(("CronJob".into(), "report".into())));
+        let agent = &pods["11111111-2222-3333-4444-555555555555"];
+        assert_eq!(agent.owner, Some(("DaemonSet".into(), "agent".into())));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(parse_pod_list(b"<html>").unwrap_err().contains("no JSON"));
+        assert!(parse_pod_list(b"{}").unwrap_err().contains("items"));
+        assert!(parse_pod_list(b"{\"items\": []}").unwrap().is_empty());
+    }
+}
