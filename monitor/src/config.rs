@@ -67,13 +67,27 @@ impl KubernetesConfig {
                     || byte.is_ascii_digit()
                     || matches!(byte, b'.' | b'-' | b'_')
             });
-        if self.kubelet_refresh.is_zero() {
+        if self.kubelet_refresh < Duration::from_secs(1) {
             return Err(ConfigError::Invalid {
                 key: "kubernetes.kubelet_refresh".into(),
-                value: "0s".into(),
-                allowed: "it must be at least 1ms; use 60s to fetch the pod list once a minute"
+                value: format!("{:?}", self.kubelet_refresh),
+                allowed: "it must be at least 1s, so the kubelet is not polled in a loop; 60s \
+                          fetches the pod list once a minute"
                     .into(),
             });
+        }
+        if let Some(address) = &self.kubelet_address {
+            let resolved = std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
+                .map(|mut addresses| addresses.next().is_some());
+            if !matches!(resolved, Ok(true)) {
+                return Err(ConfigError::Invalid {
+                    key: "kubernetes.kubelet_address".into(),
+                    value: address.clone(),
+                    allowed: "it must be HOST:PORT of the kubelet's read-only port and resolve, \
+                              such as 127.0.0.1:10255"
+                        .into(),
+                });
+            }
         }
         if !valid {
             return Err(ConfigError::Invalid {
@@ -387,6 +401,24 @@ mod tests {
         let config = parse("kubernetes:\n  trust_domain: prod.example.test\n").unwrap();
         assert_eq!(config.kubernetes.trust_domain, "prod.example.test");
         assert_eq!(config.kubernetes.host_root, PathBuf::from("/"));
+        for (key, bad) in [
+            ("kubelet_refresh", "500ms"),
+            ("kubelet_address", "no-port"),
+            ("kubelet_address", "\"127.0.0.1:notaport\""),
+        ] {
+            let error = parse(&format!("kubernetes:\n  {key}: {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(&format!("kubernetes.{key}")),
+                "{bad}: {error}"
+            );
+        }
+        let local = parse("kubernetes:\n  kubelet_address: 127.0.0.1:10255\n").unwrap();
+        assert_eq!(
+            local.kubernetes.kubelet_address.as_deref(),
+            Some("127.0.0.1:10255")
+        );
         for bad in ["\"\"", "Prod", "a/b", "spiffe://x"] {
             let error = parse(&format!("kubernetes:\n  trust_domain: {bad}\n"))
                 .unwrap_err()

@@ -125,7 +125,7 @@ fn run(
             }
             Err(error) => {
                 if !failing {
-                    tracing::warn!(%address, %error, "failed to read pods from the kubelet; events go without pod metadata until it responds");
+                    tracing::warn!(%address, %error, "failed to read pods from the kubelet; events go without the pods' owners, labels and images until it responds");
                 }
                 failing = true;
             }
