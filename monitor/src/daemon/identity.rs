@@ -176,7 +176,7 @@ impl Identities {
             Err(error) => {
                 self.stats.files_unreadable += 1;
                 tracing::debug!(pid = reader.pid, path = %path.display(), error = %error, "could not read a credential file");
-                let problem = if Path::new(&format!("/proc/{}", reader.pid)).exists() {
+                let problem = if !reader_gone(reader.pid) {
                     crate::sensor::error_chain(&error)
                 } else {
                     format!(
@@ -246,7 +246,7 @@ impl Identities {
             Ok(file) => return Ok(file),
             Err(error) => error,
         };
-        if Path::new(&format!("/proc/{}", reader.pid)).exists() {
+        if !reader_gone(reader.pid) {
             return Err(error);
         }
         let siblings = reader
@@ -392,6 +392,12 @@ fn identify_failure(error: &IdentifyError, path: &Path) -> FileIdentity {
     };
     tracing::debug!(path = %path.display(), error = %error, "could not identify a credential file");
     FileIdentity::failed(outcome, error.to_string())
+}
+
+/// Tells whether a process can no longer lend its root directory: it exited, or it is a
+/// zombie whose parent has not reaped it yet, whose `/proc` entry exists without a root.
+fn reader_gone(pid: u32) -> bool {
+    File::open(format!("/proc/{pid}/root")).is_err()
 }
 
 /// Returns up to [`MAX_FALLBACK_PROCESSES`] processes of a cgroup, the newest first. Kernel
