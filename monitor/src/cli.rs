@@ -118,7 +118,7 @@ pub enum InventoryFormat {
     Json,
 }
 
-/// Where the daemon keeps its state when `--state-dir` is not given.
+/// State directory of the daemon when `--state-dir` is not given.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/credwatch";
 
 /// The hooks of `credwatch floor`.

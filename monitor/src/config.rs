@@ -33,7 +33,7 @@ pub struct Config {
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KubernetesConfig {
-    /// Where the host's file system is: `/` on a host agent, the mount of the host's root in
+    /// Location of the host's file system: `/` on a host agent, the mount of the host's root in
     /// a DaemonSet pod. The kubelet's pod directories are read below it.
     pub host_root: PathBuf,
     /// SPIFFE trust domain of pod workload ids.

@@ -23,7 +23,7 @@ use serde_json::Value;
 /// Catalogue entry that makes a test file a service-account token.
 const TOKEN_ENTRY: &str = "    - {id: test-sa-token, type: kubernetes_service_account_token, basenames: [sa-token-fixture]}\n";
 
-/// An AWS credentials file with two profiles.
+/// Returns a made-up AWS credentials file with two profiles.
 fn aws_credentials(secret_suffix: &str) -> String {
     format!(
         "[default]\naws_access_key_id = AKIAMADEUPEXAMPLE234\n\

@@ -240,7 +240,7 @@ fn systemd_service_outside_containers() {
 /// Catalogue entry that makes a test file a service-account token.
 const TOKEN_ENTRY: &str = "    - {id: test-sa-token, type: kubernetes_service_account_token, basenames: [sa-token-fixture]}\n";
 
-/// The cgroup of a containerd container in the pod `uid`.
+/// Returns the cgroup path of a containerd container in the pod `uid`.
 fn pod_cgroup(uid: &str) -> String {
     format!(
         "kubepods.slice/kubepods-pod{}.slice/cri-containerd-{ID}.scope",
@@ -294,7 +294,7 @@ fn token_read_from_another_pod_is_flagged() {
     );
 }
 
-/// Whether this test process has a controlling terminal (a developer's shell, not CI).
+/// Tells whether this test process has a controlling terminal (a developer's shell, not CI).
 fn test_has_terminal() -> bool {
     let stat = fs::read_to_string("/proc/self/stat").unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 1..];
@@ -457,7 +457,7 @@ fn executable_hash_matches_sha256sum() {
     );
 }
 
-/// A kubelet stand-in on loopback that answers every request with `response`, until dropped.
+/// A kubelet stand-in on loopback that returns `response` to every request, until dropped.
 struct FakeKubelet {
     port: u16,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -522,8 +522,8 @@ fn kubelet_pod_list_names_owner_container_and_image() {
         kubelet.port
     ));
 
-    // The first fetch runs in the background at start; a read before it finished goes
-    // without the pod's metadata and asks for a new fetch, so the read repeats.
+    // The first fetch runs in the background at start. A read before it finished goes
+    // without the pod's metadata and requests a new fetch, so the read repeats.
     let mut event = read_inside(&daemon, &pod_cgroup(POD_UID));
     for _ in 0..20 {
         if event["attributes"].get("k8s.deployment.name").is_some() {

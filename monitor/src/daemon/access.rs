@@ -177,7 +177,7 @@ pub fn set_process_attributes(
     set_workload_attributes(event, &workload, process, context);
 }
 
-/// Sets what only the kubelet knows: the owner workload, labels, and the container's name and
+/// Sets what only the kubelet reports: the owner workload, labels, and the container's name and
 /// image.
 fn set_kubelet_attributes(event: &mut Event, pod: &KubeletPod, container_id: Option<&str>) {
     if let Some((kind, name)) = &pod.owner {

@@ -152,11 +152,6 @@ impl Identities {
         }
     }
 
-    /// Returns the path of the state database.
-    pub fn store_path(&self) -> &Path {
-        self.store.path()
-    }
-
     /// Returns the key that credential ids are computed under.
     pub fn key(&self) -> &CredentialKey {
         &self.key
@@ -415,9 +410,9 @@ fn cgroup_processes(cgroup_dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// Adds the pod a token in the file is bound to, and whether the reading process runs in
-/// another pod (`reader_pod_uid`, when the reader is in a pod at all), so that detection can
-/// tell a token read by a foreign workload.
+/// Adds the pod a token in the file is bound to, and whether the reader runs in another pod.
+/// `reader_pod_uid` is the reader's pod, when it runs in one. Detection uses the mismatch to
+/// find a token read by a foreign workload.
 pub fn set_bound_pod_attributes(
     event: &mut Event,
     identity: &FileIdentity,

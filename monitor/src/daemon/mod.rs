@@ -128,8 +128,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// A daemon that writes to `sink`, keeps its inventory in `identities` and reads pod
-    /// metadata as `kubernetes` says.
+    /// Creates a daemon that writes to `sink`, keeps its inventory in `identities` and reads
+    /// pod metadata as configured in `kubernetes`.
     pub fn new(
         catalogue: Catalogue,
         sink: JsonLinesSink,
@@ -422,8 +422,8 @@ impl Daemon {
             credential_type,
         } = access;
         let readable = open.result >= 0 && access::access_mode(open.open_flags) != "write";
-        // Another credwatch daemon on the host reads every file it sees opened, and this
-        // daemon sees that read. Identifying it would make the two read each other's reads
+        // Another credwatch daemon on the host reads every credential file opened, and this
+        // daemon observes that read too. Identifying it would make the two read each other's reads
         // back and forth, so a credwatch reader is reported but not followed.
         let by_credwatch = process.executable_name().as_deref() == Some("credwatch");
         if readable && by_credwatch {
@@ -494,13 +494,19 @@ impl Daemon {
 
     /// Scans a new program's arguments and environment for secrets.
     fn check_exposures(&mut self, exec: &ExecEvent, process: &ProcessInfo) {
-        let raw_args = if exec.args.is_empty() || exec.args_truncated {
-            procfs::read_cmdline(exec.pid).unwrap_or_else(|_| exec.args.clone())
-        } else {
-            exec.args.clone()
-        };
-        let args = redact::split_cmdline(&raw_args);
-        drop(zeroize::Zeroizing::new(raw_args));
+        // The kernel copies at most 1,023 bytes of arguments; /proc has them all while the
+        // process lives.
+        let from_proc = (exec.args.is_empty() || exec.args_truncated)
+            .then(|| {
+                procfs::read_cmdline(exec.pid)
+                    .ok()
+                    .map(zeroize::Zeroizing::new)
+            })
+            .flatten();
+        let raw_args = from_proc
+            .as_deref()
+            .map_or(exec.args.as_slice(), Vec::as_slice);
+        let mut args = redact::split_cmdline(raw_args);
         let environ = procfs::read_environ(exec.pid).ok();
         let found = self.exposures.exec(
             self.identities.key(),
@@ -509,7 +515,7 @@ impl Daemon {
             &args,
             environ.as_deref().map(Vec::as_slice),
         );
-        drop(zeroize::Zeroizing::new(args.concat()));
+        args.iter_mut().for_each(zeroize::Zeroize::zeroize);
         let time = self.clock.to_system_time(exec.boot_ns);
         for exposure in found {
             self.report_exposure(&exposure, process, exec.uid, exec.cgroup_id, time, false);

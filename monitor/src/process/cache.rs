@@ -140,7 +140,7 @@ impl ProcessCache {
     /// Returns the cached process, loading it from `/proc` when unknown. A process that is
     /// already gone yields an entry with only the pid, which is not cached.
     ///
-    /// Processes are told apart by pid and start time: when the process now running under a
+    /// Processes are distinguished by pid and start time: when the process now running under a
     /// cached pid started at another time, its exit record was lost and the pid reused, so
     /// the entry is loaded again. A process that is gone keeps its cached entry, because the
     /// record being handled is its own.

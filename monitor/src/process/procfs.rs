@@ -72,7 +72,7 @@ pub fn read_cmdline(pid: u32) -> io::Result<Vec<u8>> {
     fs::read(pid_dir(pid).join("cmdline"))
 }
 
-/// The cgroup v2 id of a process: the inode of its directory below `root`, the cgroup v2
+/// Returns the cgroup v2 id of a process: the inode of its directory below `root`, the cgroup v2
 /// mount, taken from the `0::PATH` line of `/proc/PID/cgroup`.
 pub fn read_cgroup_id(pid: u32, root: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt as _;

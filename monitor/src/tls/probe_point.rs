@@ -9,13 +9,13 @@
 //! 0.5 µs for the conditional jump right after it.
 //!
 //! [`probe_offset`] therefore walks the first instructions of a function and returns the
-//! offset of the first one the kernel emulates, as long as every instruction before it runs
-//! on every call and leaves the argument registers and the stack the program reads intact.
-//! It only steps over a small set of instructions whose length and effect it knows exactly;
-//! anything else ends the walk at offset 0, the function's entry, which is always correct.
+//! offset of the first one the kernel emulates. Every instruction before it must run on every
+//! call and leave the argument registers and the stack the program reads intact. The walk
+//! only steps over a small set of instructions whose length and effect it knows exactly.
+//! Anything else ends it at offset 0, the function's entry, which is always correct.
 //!
 //! NOTE: a jump from later in the function back to a moved probe point would run the probe
-//! twice for one call. Compilers do not jump into a prologue, and the handlers tolerate a
+//! twice for one call. Compilers rarely jump back into a prologue, and the handlers tolerate a
 //! repeated record.
 
 /// Maximum number of code bytes the walk reads.

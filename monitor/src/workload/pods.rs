@@ -50,8 +50,8 @@ impl PodDirectory {
         }
     }
 
-    /// Returns the metadata of the pod `uid`, listing the pod directories again when the uid
-    /// is new (at most once per second).
+    /// Returns the metadata of the pod `uid`. An unknown uid lists the pod directories again,
+    /// at most once per [`RELIST_AFTER`].
     pub fn lookup(&mut self, uid: &str) -> Option<&PodMeta> {
         if !self.pods.contains_key(uid)
             && self
@@ -59,11 +59,6 @@ impl PodDirectory {
                 .is_none_or(|at| at.elapsed() >= RELIST_AFTER)
         {
             self.list();
-        }
-        if let Some(pod) = self.pods.get_mut(uid)
-            && pod.service_account.is_none()
-        {
-            pod.service_account = service_account(&self.host_root, uid, &pod.namespace);
         }
         self.pods.get(uid)
     }
@@ -79,10 +74,16 @@ impl PodDirectory {
         }
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some((uid, meta)) = name.to_str().and_then(parse_log_directory) else {
+            let Some((uid, mut meta)) = name.to_str().and_then(parse_log_directory) else {
                 continue;
             };
-            self.pods.entry(uid).or_insert(meta);
+            if self.pods.contains_key(&uid) {
+                continue;
+            }
+            // The kubelet mounts a pod's volumes before it creates the pod sandbox and with it
+            // the log directory, so one read per new pod is enough.
+            meta.service_account = service_account(&self.host_root, &uid, &meta.namespace);
+            self.pods.insert(uid, meta);
         }
     }
 }

@@ -33,7 +33,7 @@ pub(super) fn identify(contents: &[u8]) -> Result<Vec<Identified>, IdentifyError
     Ok(describe_variables(&variables))
 }
 
-/// Identifies the secrets of a process environment, as `/proc/PID/environ` holds it:
+/// Identifies the secrets of a process environment, in the form of `/proc/PID/environ`:
 /// `NAME=value` strings separated by NUL bytes, with values taken literally. The `line` detail
 /// is the position of the variable, counting from 1. Entries whose name is not UTF-8 or that
 /// have no `=` are skipped.

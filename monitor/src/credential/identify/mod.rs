@@ -231,7 +231,7 @@ pub fn identify_environment(environ: &[u8]) -> Vec<Identified> {
 pub const ENVIRONMENT_SECRET_TYPE: &str = "environment_secret";
 
 /// Identifies the secrets in a process's arguments, as [`arguments::identify`] describes.
-/// Returns the index of the argument that holds each one.
+/// Returns the index of the argument that contains each one.
 pub fn identify_arguments(args: &[String]) -> Vec<(usize, Identified)> {
     arguments::identify(args)
         .into_iter()
