@@ -44,7 +44,7 @@ pub mod function {
     pub const LAST: u8 = SSL_WRITE;
 }
 
-/// Key of the map of OpenSSL client sessions whose handshake has not finished.
+/// Key of the per-session maps: sessions in a handshake, server sessions, pending names.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SessionKey {
@@ -90,6 +90,41 @@ pub const TLS_STATE_KNOWN: u16 = 1 << 3;
 /// `in_init` was 0: the session's handshake has finished successfully.
 pub const TLS_HANDSHAKE_DONE: u16 = 1 << 4;
 
+/// [`SessionState`] flag: a server session, whose calls send no record.
+pub const SESSION_SERVER: u32 = 1 << 0;
+/// [`SessionState`] flag: a client session.
+pub const SESSION_CLIENT: u32 = 1 << 1;
+/// [`SessionState`] flag: a handshake was tried and has not succeeded; the end of the session
+/// sends a record so that the daemon can report the failure.
+pub const SESSION_ATTEMPTED: u32 = 1 << 2;
+/// [`SessionState`] flag: the handshake succeeded and was sent; later calls send nothing.
+pub const SESSION_DONE: u32 = 1 << 3;
+
+/// What the kernel keeps per session between calls, from its first hooked call to its end.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SessionState {
+    /// [`SESSION_SERVER`], [`SESSION_CLIENT`], [`SESSION_ATTEMPTED`].
+    pub flags: u32,
+    /// Explicit padding; always zero.
+    pub reserved: u32,
+    /// When the first handshake attempt was seen, nanoseconds since boot; 0 before that.
+    pub started_ns: u64,
+}
+
+/// A server name set on a session and not yet sent. The next record of the session carries
+/// it, so that a blocking client's handshake costs one record.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PendingName {
+    /// Bytes of `name` in use.
+    pub len: u32,
+    /// [`TLS_NAME_TRUNCATED`] or 0.
+    pub flags: u32,
+    /// The name.
+    pub name: [u8; SERVER_NAME_LEN],
+}
+
 /// One call of a TLS library function.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -106,7 +141,8 @@ pub struct TlsRecord {
     pub function: u8,
     /// Explicit padding; always zero.
     pub reserved: u8,
-    /// [`TLS_HAS_NAME`], [`TLS_RETURN`], [`TLS_NAME_TRUNCATED`].
+    /// [`TLS_HAS_NAME`], [`TLS_RETURN`], [`TLS_NAME_TRUNCATED`], [`TLS_STATE_KNOWN`],
+    /// [`TLS_HANDSHAKE_DONE`].
     pub flags: u16,
     /// Bytes of `name` in use.
     pub name_len: u32,
@@ -124,11 +160,12 @@ pub struct TlsRecord {
     pub boot_ns: u64,
     /// cgroup v2 id of the task.
     pub cgroup_id: u64,
-    /// For return records, the time the function was entered, nanoseconds since boot.
+    /// For return records, the time the function was entered; for records of reads and
+    /// writes, the time of the first attempt. Nanoseconds since boot, 0 when unknown.
     pub entered_ns: u64,
     /// The peer the thread connected to last, if any.
     pub peer: Peer,
-    /// The server name the client asked for, for name records.
+    /// The server name the client asked for, when `flags` has [`TLS_HAS_NAME`].
     pub name: [u8; SERVER_NAME_LEN],
 }
 
@@ -153,6 +190,6 @@ pub struct CallArguments {
     pub first: u64,
     /// Second argument.
     pub second: u64,
-    /// Time of the entry, nanoseconds since boot.
+    /// Time of the entry, nanoseconds since boot; 0 once the return has used the entry.
     pub entered_ns: u64,
 }

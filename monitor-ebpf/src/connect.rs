@@ -88,7 +88,7 @@ fn try_connect(ctx: &SockAddrContext, family: u16) -> Result<(), ()> {
         return Ok(());
     }
     let peer = read_peer(addr, family);
-    let _ = LAST_PEER.insert(&pid_tgid, &peer, 0);
+    remember_peer(pid_tgid, &peer);
     count(counters::CONNECTS_SEEN);
 
     if is_excluded(&settings, &peer) {
@@ -122,6 +122,20 @@ fn try_connect(ctx: &SockAddrContext, family: u16) -> Result<(), ()> {
     CONNECT_PENDING
         .insert(&pid_tgid, &record, 0)
         .map_err(|_| ())
+}
+
+/// Keeps the thread's last peer for the TLS records. An existing entry is overwritten in
+/// place, which costs less than a new element; only this thread uses its key.
+#[inline(always)]
+fn remember_peer(pid_tgid: u64, peer: &Peer) {
+    match LAST_PEER.get_ptr_mut(&pid_tgid) {
+        // SAFETY: the pointer comes from a successful lookup and stays valid for this run; the
+        // thread that owns the key is the one running this program.
+        Some(slot) => unsafe { *slot = *peer },
+        None => {
+            let _ = LAST_PEER.insert(&pid_tgid, peer, 0);
+        }
+    }
 }
 
 /// Copies the peer from the context. Ports and addresses are stored in network byte order.

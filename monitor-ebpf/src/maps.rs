@@ -17,7 +17,7 @@ use monitor_common::{
     open::OpenRecord,
     process::ExecRecord,
     record::RING_BUFFER_BYTES,
-    tls::{CallArguments, CallKey, SessionKey},
+    tls::{CallArguments, CallKey, PendingName, SessionKey, SessionState},
 };
 
 /// Process id of the daemon, whose own opens are not reported. Set by the loader.
@@ -103,17 +103,24 @@ pub static LAST_PEER: LruHashMap<u64, Peer> = LruHashMap::with_max_entries(16384
 #[map]
 pub static TLS_CALLS: LruHashMap<CallKey, CallArguments> = LruHashMap::with_max_entries(16384, 0);
 
-/// OpenSSL client sessions whose handshake has not finished. The read and write probes only
-/// report calls on these, so established sessions cost a lookup and nothing more.
+/// Sessions the TLS programs track, from their first hooked call until they are freed. The
+/// read and write probes only look further at clients whose handshake has not succeeded, so
+/// an established session costs one lookup, and calls on server sessions send no record: only
+/// client handshakes are reported, and a busy server would otherwise fill the ring buffer
+/// with records the daemon throws away.
 #[map]
-pub static TLS_HANDSHAKING: LruHashMap<SessionKey, u8> = LruHashMap::with_max_entries(65536, 0);
+pub static TLS_SESSIONS: LruHashMap<SessionKey, SessionState> =
+    LruHashMap::with_max_entries(65536, 0);
 
-/// Server-side sessions (OpenSSL after `SSL_set_accept_state`, GnuTLS sessions made with
-/// `GNUTLS_SERVER`). Their calls are dropped in the kernel: only client handshakes are
-/// reported, and a busy server would otherwise fill the ring buffer with records the daemon
-/// throws away.
+/// Server names set on sessions and not yet sent. A name lives from the call that sets it to
+/// the session's next record, a few milliseconds for most clients.
 #[map]
-pub static TLS_SERVERS: LruHashMap<SessionKey, u8> = LruHashMap::with_max_entries(65536, 0);
+pub static TLS_NAMES: LruHashMap<SessionKey, PendingName> = LruHashMap::with_max_entries(8192, 0);
+
+/// Scratch space for reading a server name before it enters `TLS_NAMES`: too large for the
+/// stack of a program.
+#[map]
+pub static TLS_NAME_SCRATCH: PerCpuArray<PendingName> = PerCpuArray::with_max_entries(1, 0);
 
 /// Records for the daemon.
 #[map]

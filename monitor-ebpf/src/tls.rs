@@ -5,6 +5,11 @@
 //! to many functions and libraries; the cookie names the function and library of each hit (see
 //! `monitor_common::tls::cookie`). The programs copy arguments and return values only: the
 //! server name string is the one user buffer they read, and no payload is touched.
+//!
+//! A blocking client's handshake sends one record. The session's state and server name wait
+//! in `TLS_SESSIONS` and `TLS_NAMES` until the handshake function returns, and the end of a
+//! session sends a record only when its handshake never succeeded. Each record costs the
+//! daemon work, so calls that decide nothing stay in the kernel.
 
 use aya_ebpf::{
     EbpfContext,
@@ -21,16 +26,18 @@ use monitor_common::{
     network::Peer,
     record::kind,
     tls::{
-        CallArguments, CallKey, SERVER_NAME_LEN, SessionKey, TLS_HANDSHAKE_DONE, TLS_HAS_NAME,
+        CallArguments, CallKey, SERVER_NAME_LEN, SESSION_ATTEMPTED, SESSION_CLIENT, SESSION_DONE,
+        SESSION_SERVER, SessionKey, SessionState, TLS_HANDSHAKE_DONE, TLS_HAS_NAME,
         TLS_NAME_TRUNCATED, TLS_RETURN, TLS_STATE_KNOWN, TlsRecord, cookie, function,
     },
 };
 
-use crate::maps::{DAEMON_TGID, EVENTS, LAST_PEER, TLS_CALLS, TLS_HANDSHAKING, TLS_SERVERS, count};
+use crate::maps::{
+    DAEMON_TGID, EVENTS, LAST_PEER, TLS_CALLS, TLS_NAME_SCRATCH, TLS_NAMES, TLS_SESSIONS, count,
+};
 
-/// Submit flag that leaves the daemon asleep. A handshake sends several TLS records, and a
-/// wake-up for each kept the daemon busy. The daemon drains them on its next wake-up or on its
-/// 50 ms drain timer.
+/// Submit flag that leaves the daemon asleep: a wake-up per handshake kept the daemon busy.
+/// The daemon drains TLS records on its next wake-up or on its 50 ms drain timer.
 const NO_WAKEUP: u64 = aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64;
 
 /// OpenSSL `SSL_CTRL_SET_TLSEXT_HOSTNAME`.
@@ -41,8 +48,10 @@ const TLSEXT_NAMETYPE_HOST_NAME: u64 = 0;
 const GNUTLS_NAME_DNS: u64 = 1;
 /// GnuTLS `GNUTLS_SERVER` flag of `gnutls_init`.
 const GNUTLS_SERVER: u64 = 1;
+/// `BPF_NOEXIST`: insert only when the key is missing.
+const NOEXIST: u64 = aya_ebpf::bindings::BPF_NOEXIST as u64;
 
-/// `SSL_ctrl(ssl, cmd, larg, parg)`: sends the server name when `cmd` sets it.
+/// `SSL_ctrl(ssl, cmd, larg, parg)`: keeps the server name when `cmd` sets it.
 #[uprobe]
 pub fn tls_name_ctrl(ctx: ProbeContext) -> u32 {
     let cmd: u64 = ctx.arg(1).unwrap_or(0);
@@ -50,7 +59,7 @@ pub fn tls_name_ctrl(ctx: ProbeContext) -> u32 {
     if cmd == SSL_CTRL_SET_TLSEXT_HOSTNAME && name_type == TLSEXT_NAMETYPE_HOST_NAME {
         let session: u64 = ctx.arg(0).unwrap_or(0);
         let name: u64 = ctx.arg(3).unwrap_or(0);
-        send_name(&ctx, session, name, None);
+        keep_name(session, name, None);
     }
     0
 }
@@ -60,7 +69,7 @@ pub fn tls_name_ctrl(ctx: ProbeContext) -> u32 {
 pub fn tls_name_string(ctx: ProbeContext) -> u32 {
     let session: u64 = ctx.arg(0).unwrap_or(0);
     let name: u64 = ctx.arg(1).unwrap_or(0);
-    send_name(&ctx, session, name, None);
+    keep_name(session, name, None);
     0
 }
 
@@ -72,7 +81,7 @@ pub fn tls_name_gnutls(ctx: ProbeContext) -> u32 {
         let session: u64 = ctx.arg(0).unwrap_or(0);
         let name: u64 = ctx.arg(2).unwrap_or(0);
         let length: u64 = ctx.arg(3).unwrap_or(0);
-        send_name(&ctx, session, name, Some(length));
+        keep_name(session, name, Some(length));
     }
     0
 }
@@ -88,22 +97,25 @@ pub fn tls_call(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Entry of `SSL_read` or `SSL_write` on a client session whose handshake has not finished.
-/// These functions run for every record of every session, so an established session costs a
-/// map lookup. When the daemon found the offset of the session's `in_init` field, the program
-/// reads it: 0 means an earlier call finished the handshake, which is reported without any
-/// return probe. Otherwise it keeps the arguments for `tls_return`, which the daemon then
-/// attaches to these functions.
+/// Entry of `SSL_read` or `SSL_write`. These functions run for every record of every session,
+/// so a session that is not a client in its handshake costs one map lookup. When the daemon
+/// found the offset of the session's `in_init` field, the program reads it. A finished
+/// handshake is reported at once, without any return probe. An unfinished one sends a record
+/// at its first attempt only, so that the daemon knows of the session if its process exits
+/// without freeing it. Without the offset the program keeps the arguments for `tls_return`,
+/// which the daemon then attaches to these functions.
 #[uprobe]
 pub fn tls_io_call(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session: u64 = ctx.arg(0).unwrap_or(0);
-    let key = SessionKey {
-        tgid: pid_tgid >> 32,
-        session,
+    let key = session_key(pid_tgid, session);
+    let Some(state) = TLS_SESSIONS.get_ptr_mut(&key) else {
+        return 0;
     };
-    // SAFETY: the value is only tested for presence.
-    if unsafe { TLS_HANDSHAKING.get(&key) }.is_none() {
+    // SAFETY: the pointer comes from a successful lookup; only threads of this process use
+    // the key, and the fields are plain integers.
+    let state = unsafe { &mut *state };
+    if state.flags & (SESSION_CLIENT | SESSION_DONE) != SESSION_CLIENT {
         return 0;
     }
     let cookie = cookie_of(&ctx);
@@ -111,11 +123,18 @@ pub fn tls_io_call(ctx: ProbeContext) -> u32 {
         save_arguments(&ctx, pid_tgid);
         return 0;
     };
-    if done {
-        let _ = TLS_HANDSHAKING.remove(&key);
-    }
-    // A record also while the handshake goes on, so that a session freed before it finished
-    // is known to have tried one.
+    let started_ns = if done {
+        state.flags |= SESSION_DONE;
+        state.started_ns
+    } else if state.flags & SESSION_ATTEMPTED == 0 {
+        // SAFETY: the helper takes no arguments.
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        state.flags |= SESSION_ATTEMPTED;
+        state.started_ns = now;
+        now
+    } else {
+        return 0;
+    };
     let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
         count(counters::RINGBUF_FULL);
         return 0;
@@ -124,10 +143,12 @@ pub fn tls_io_call(ctx: ProbeContext) -> u32 {
     let record = unsafe { &mut *entry.as_mut_ptr() };
     fill(record, pid_tgid, cookie, session);
     record.flags |= TLS_STATE_KNOWN;
+    record.entered_ns = started_ns;
     if done {
         record.flags |= TLS_HANDSHAKE_DONE;
         record.version = read_version(cookie, session);
     }
+    take_name(record, &key);
     copy_last_peer(record, pid_tgid);
     entry.submit(NO_WAKEUP);
     count(counters::RECORDS_EMITTED);
@@ -159,6 +180,8 @@ fn read_version(cookie: u64, session: u64) -> u32 {
     unsafe { bpf_probe_read_user(session as *const i32) }.unwrap_or(0) as u32
 }
 
+/// Keeps the first two arguments and the time of a call for its return probe. The entry of
+/// a thread and function is overwritten in place, which costs less than a new element.
 #[inline(always)]
 fn save_arguments(ctx: &ProbeContext, pid_tgid: u64) {
     let key = CallKey {
@@ -171,7 +194,14 @@ fn save_arguments(ctx: &ProbeContext, pid_tgid: u64) {
         // SAFETY: the helper takes no arguments.
         entered_ns: unsafe { bpf_ktime_get_boot_ns() },
     };
-    let _ = TLS_CALLS.insert(&key, &arguments, 0);
+    match TLS_CALLS.get_ptr_mut(&key) {
+        // SAFETY: the pointer comes from a successful lookup, and only this thread uses the
+        // key.
+        Some(slot) => unsafe { *slot = arguments },
+        None => {
+            let _ = TLS_CALLS.insert(&key, &arguments, 0);
+        }
+    }
 }
 
 /// Return of a function whose entry `tls_call` saw: sends the return value.
@@ -181,7 +211,8 @@ pub fn tls_return(ctx: RetProbeContext) -> u32 {
     0
 }
 
-/// A function whose call alone matters (role, free): sends its first argument.
+/// A function whose call alone matters: the role (`SSL_set_connect_state`,
+/// `SSL_set_accept_state`) or the end of the session (`SSL_free`, `gnutls_deinit`).
 #[uprobe]
 pub fn tls_mark(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -190,95 +221,88 @@ pub fn tls_mark(ctx: ProbeContext) -> u32 {
     }
     let cookie = cookie_of(&ctx);
     let session: u64 = ctx.arg(0).unwrap_or(0);
-    let function = (cookie & cookie::FUNCTION_MASK) as u8;
-    track_handshake(pid_tgid, function, session);
-    if track_server(pid_tgid, function, session) {
-        return 0;
-    }
-    let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
-        count(counters::RINGBUF_FULL);
-        return 0;
-    };
-    let record = entry.as_mut_ptr();
-    // SAFETY: the reservation is size_of::<TlsRecord>() bytes, 8-byte aligned, and owned by
-    // this program until it is submitted.
-    let record = unsafe { &mut *record };
-    fill(record, pid_tgid, cookie, session);
-    copy_last_peer(record, pid_tgid);
-    if (cookie & cookie::FUNCTION_MASK) as u8 == function::SSL_FREE
-        && let Some(done) = handshake_done(cookie, session)
-    {
-        record.flags |= TLS_STATE_KNOWN;
-        if done {
-            record.flags |= TLS_HANDSHAKE_DONE;
-            record.version = read_version(cookie, session);
+    let key = session_key(pid_tgid, session);
+    match (cookie & cookie::FUNCTION_MASK) as u8 {
+        function::SSL_SET_CONNECT_STATE => {
+            // Replaces whatever a freed object at the same address left.
+            let _ = TLS_SESSIONS.insert(&key, &client_state(0, 0), 0);
         }
+        function::SSL_SET_ACCEPT_STATE => mark_server(&key),
+        function::SSL_FREE | function::GNUTLS_DEINIT => end_session(pid_tgid, cookie, &key),
+        _ => {}
     }
-    entry.submit(NO_WAKEUP);
-    count(counters::RECORDS_EMITTED);
     0
 }
 
-/// Keeps `TLS_SERVERS` up to date and returns whether the call belongs to a server session,
-/// which sends no record. A session that becomes a client leaves the map, in case a program
-/// reuses an object.
+/// The end of a session: forgets it, and sends a record when a handshake was tried and had not
+/// succeeded, so that the daemon reports the failure.
 #[inline(always)]
-fn track_server(pid_tgid: u64, function: u8, session: u64) -> bool {
-    let key = SessionKey {
-        tgid: pid_tgid >> 32,
-        session,
+fn end_session(pid_tgid: u64, cookie: u64, key: &SessionKey) {
+    let Some(state) = TLS_SESSIONS.get_ptr(key) else {
+        let _ = TLS_NAMES.remove(key);
+        return;
     };
-    match function {
-        function::SSL_SET_ACCEPT_STATE => {
-            mark_server(&key);
-            true
-        }
-        function::SSL_SET_CONNECT_STATE => {
-            let _ = TLS_SERVERS.remove(&key);
-            false
-        }
-        function::SSL_FREE | function::GNUTLS_DEINIT => TLS_SERVERS.remove(&key).is_ok(),
-        _ => false,
+    // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
+    let state = unsafe { *state };
+    let _ = TLS_SESSIONS.remove(key);
+    if state.flags & (SESSION_ATTEMPTED | SESSION_DONE | SESSION_SERVER) != SESSION_ATTEMPTED {
+        let _ = TLS_NAMES.remove(key);
+        return;
     }
+    let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
+        count(counters::RINGBUF_FULL);
+        return;
+    };
+    // SAFETY: the reservation is size_of::<TlsRecord>() bytes, 8-byte aligned, and owned by
+    // this program until it is submitted.
+    let record = unsafe { &mut *entry.as_mut_ptr() };
+    fill(record, pid_tgid, cookie, key.session);
+    record.entered_ns = state.started_ns;
+    if let Some(done) = handshake_done(cookie, key.session) {
+        record.flags |= TLS_STATE_KNOWN;
+        if done {
+            record.flags |= TLS_HANDSHAKE_DONE;
+            record.version = read_version(cookie, key.session);
+        }
+    }
+    take_name(record, key);
+    copy_last_peer(record, pid_tgid);
+    entry.submit(NO_WAKEUP);
+    count(counters::RECORDS_EMITTED);
 }
 
-/// Adds a server session, counting it once.
+/// Marks a server session, counting it once. An existing entry (a client object at a reused
+/// address) becomes a server.
 #[inline(always)]
 fn mark_server(key: &SessionKey) {
-    // SAFETY: the value is only tested for presence.
-    if unsafe { TLS_SERVERS.get(key) }.is_none() {
+    let state = SessionState {
+        flags: SESSION_SERVER,
+        reserved: 0,
+        started_ns: 0,
+    };
+    if TLS_SESSIONS.insert(key, &state, NOEXIST).is_ok() {
         count(counters::TLS_SERVER_SESSIONS);
+    } else if let Some(existing) = TLS_SESSIONS.get_ptr_mut(key) {
+        // SAFETY: the pointer comes from a successful lookup; only threads of this process use
+        // the key.
+        unsafe { *existing = state };
     }
-    let _ = TLS_SERVERS.insert(key, &1, 0);
 }
 
-/// Returns whether a session is a server session.
 #[inline(always)]
-fn is_server(pid_tgid: u64, session: u64) -> bool {
-    let key = SessionKey {
-        tgid: pid_tgid >> 32,
-        session,
-    };
-    // SAFETY: the value is only tested for presence.
-    unsafe { TLS_SERVERS.get(&key) }.is_some()
+fn client_state(flags: u32, started_ns: u64) -> SessionState {
+    SessionState {
+        flags: SESSION_CLIENT | flags,
+        reserved: 0,
+        started_ns,
+    }
 }
 
-/// Keeps `TLS_HANDSHAKING` up to date: a session enters it when it becomes a client and
-/// leaves it when freed or when a handshake or I/O function succeeds on it.
 #[inline(always)]
-fn track_handshake(pid_tgid: u64, function: u8, session: u64) {
-    let key = SessionKey {
+fn session_key(pid_tgid: u64, session: u64) -> SessionKey {
+    SessionKey {
         tgid: pid_tgid >> 32,
         session,
-    };
-    match function {
-        function::SSL_SET_CONNECT_STATE => {
-            let _ = TLS_HANDSHAKING.insert(&key, &1, 0);
-        }
-        function::SSL_FREE | function::SSL_SET_ACCEPT_STATE => {
-            let _ = TLS_HANDSHAKING.remove(&key);
-        }
-        _ => {}
     }
 }
 
@@ -290,39 +314,36 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
     }
     let cookie = cookie_of(ctx);
     let function = (cookie & cookie::FUNCTION_MASK) as u8;
-    let key = CallKey {
+    let call_key = CallKey {
         pid_tgid,
         function: function as u64,
     };
-    let Some(saved) = TLS_CALLS.get_ptr(&key) else {
-        // Reads and writes on established sessions have no saved entry by design.
-        if !matches!(function, function::SSL_READ | function::SSL_WRITE) {
-            count(counters::TLS_RETURNS_UNMATCHED);
+    let arguments = match TLS_CALLS.get_ptr_mut(&call_key) {
+        // SAFETY: the pointer comes from a successful lookup, and only this thread uses the
+        // key; the value is copied, then marked as used.
+        Some(saved) if unsafe { (*saved).entered_ns } != 0 => unsafe {
+            let arguments = *saved;
+            (*saved).entered_ns = 0;
+            arguments
+        },
+        _ => {
+            // Reads and writes on established sessions have no saved entry by design.
+            if !matches!(function, function::SSL_READ | function::SSL_WRITE) {
+                count(counters::TLS_RETURNS_UNMATCHED);
+            }
+            return Err(());
         }
-        return Err(());
     };
-    // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
-    let arguments = unsafe { *saved };
-    let _ = TLS_CALLS.remove(&key);
     // Every hooked function returns a C `int`; the upper half of the register is undefined.
     let result = ctx.ret::<u64>() as u32 as i32 as i64;
 
-    let session = if function == function::GNUTLS_INIT {
-        // gnutls_init(gnutls_session_t *session, flags) stores the new session through its
-        // first argument.
-        // SAFETY: bpf_probe_read_user checks the user address and fails instead of faulting.
-        unsafe { bpf_probe_read_user(arguments.first as *const u64) }.unwrap_or(0)
-    } else {
-        arguments.first
-    };
-    if function == function::GNUTLS_INIT && arguments.second & GNUTLS_SERVER != 0 {
-        mark_server(&SessionKey {
-            tgid: pid_tgid >> 32,
-            session,
-        });
+    if function == function::GNUTLS_INIT {
+        start_gnutls_session(pid_tgid, &arguments, result);
         return Ok(());
     }
-    if is_server(pid_tgid, session) {
+    let session = arguments.first;
+    let key = session_key(pid_tgid, session);
+    if !track_outcome(&key, function, result, arguments.entered_ns) {
         return Ok(());
     }
     let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
@@ -336,64 +357,112 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
     record.result = result;
     record.argument = arguments.second;
     record.entered_ns = arguments.entered_ns;
-    if result > 0 && is_openssl_handshake(function) {
-        let _ = TLS_HANDSHAKING.remove(&SessionKey {
-            tgid: pid_tgid >> 32,
-            session,
-        });
-    }
     if result > 0 {
         // Only after a successful handshake is the version the negotiated one: OpenSSL
         // stores its highest version there when it sends the ClientHello.
         record.version = read_version(cookie, session);
     }
+    take_name(record, &key);
     copy_last_peer(record, pid_tgid);
     entry.submit(NO_WAKEUP);
     count(counters::RECORDS_EMITTED);
     Ok(())
 }
 
-/// Returns whether a function can finish an OpenSSL client handshake.
+/// `gnutls_init(gnutls_session_t *session, flags)` stores the new session through its first
+/// argument. A client session enters `TLS_SESSIONS`, replacing whatever a session at the same
+/// address left; a server session is marked. Neither sends a record.
 #[inline(always)]
-fn is_openssl_handshake(function: u8) -> bool {
-    matches!(
-        function,
-        function::SSL_DO_HANDSHAKE
-            | function::SSL_CONNECT
-            | function::SSL_READ
-            | function::SSL_WRITE
-    )
+fn start_gnutls_session(pid_tgid: u64, arguments: &CallArguments, result: i64) {
+    if result != 0 {
+        return;
+    }
+    // SAFETY: bpf_probe_read_user checks the user address and fails instead of faulting.
+    let session = unsafe { bpf_probe_read_user(arguments.first as *const u64) }.unwrap_or(0);
+    if session == 0 {
+        return;
+    }
+    let key = session_key(pid_tgid, session);
+    if arguments.second & GNUTLS_SERVER != 0 {
+        mark_server(&key);
+    } else {
+        let _ = TLS_SESSIONS.insert(&key, &client_state(0, 0), 0);
+    }
 }
 
-/// Sends a record with the server name at `name`: a NUL-terminated string, or `length` bytes
-/// when the function takes a length.
+/// Updates the session after a handshake function returned and tells whether the return
+/// sends a record: not on a server session, nor once a success was sent (`SSL_connect` returns
+/// after the `SSL_do_handshake` it called). A failure marks the session as tried, so that its
+/// end sends a record.
 #[inline(always)]
-fn send_name(ctx: &ProbeContext, session: u64, name: u64, length: Option<u64>) {
+fn track_outcome(key: &SessionKey, function: u8, result: i64, entered_ns: u64) -> bool {
+    let success = if function == function::GNUTLS_HANDSHAKE {
+        result == 0
+    } else {
+        result > 0
+    };
+    let outcome = if success {
+        SESSION_DONE
+    } else {
+        SESSION_ATTEMPTED
+    };
+    let Some(state) = TLS_SESSIONS.get_ptr_mut(key) else {
+        let _ = TLS_SESSIONS.insert(key, &client_state(outcome, entered_ns), 0);
+        return true;
+    };
+    // SAFETY: the pointer comes from a successful lookup; only threads of this process use the
+    // key, and the fields are plain integers.
+    let state = unsafe { &mut *state };
+    if state.flags & (SESSION_SERVER | SESSION_DONE) != 0 {
+        return false;
+    }
+    if state.flags & SESSION_ATTEMPTED == 0 {
+        state.started_ns = entered_ns;
+    }
+    state.flags |= outcome;
+    true
+}
+
+/// Keeps the server name at `name` for the session's next record: a NUL-terminated string, or
+/// `length` bytes when the function takes a length.
+#[inline(always)]
+fn keep_name(session: u64, name: u64, length: Option<u64>) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if is_daemon(pid_tgid) || name == 0 {
         return;
     }
-    let cookie = cookie_of(ctx);
-    let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
-        count(counters::RINGBUF_FULL);
+    let Some(pending) = TLS_NAME_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: as in tls_mark.
-    let record = unsafe { &mut *entry.as_mut_ptr() };
-    fill(record, pid_tgid, cookie, session);
+    // SAFETY: the pointer comes from a successful per-CPU array lookup, and programs do not
+    // preempt each other on one CPU.
+    let pending = unsafe { &mut *pending };
+    let mut flags = 0;
     let read = match length {
-        Some(length) => read_counted(&mut record.name, name, length, &mut record.flags),
-        None => read_terminated(&mut record.name, name, &mut record.flags),
+        Some(length) => read_counted(&mut pending.name, name, length, &mut flags),
+        None => read_terminated(&mut pending.name, name, &mut flags),
     };
-    match read {
-        Some(len) => {
-            record.name_len = len;
-            record.flags |= TLS_HAS_NAME;
-            entry.submit(NO_WAKEUP);
-            count(counters::RECORDS_EMITTED);
-        }
-        None => entry.discard(0),
-    }
+    let Some(len) = read else {
+        return;
+    };
+    pending.len = len;
+    pending.flags = u32::from(flags);
+    let _ = TLS_NAMES.insert(&session_key(pid_tgid, session), pending, 0);
+}
+
+/// Moves the session's pending server name, if any, into the record.
+#[inline(always)]
+fn take_name(record: &mut TlsRecord, key: &SessionKey) {
+    let Some(pending) = TLS_NAMES.get_ptr(key) else {
+        return;
+    };
+    // SAFETY: the pointer comes from a successful lookup; the name is copied before the
+    // entry is removed.
+    let pending = unsafe { &*pending };
+    record.name = pending.name;
+    record.name_len = pending.len;
+    record.flags |= TLS_HAS_NAME | (pending.flags as u16 & TLS_NAME_TRUNCATED);
+    let _ = TLS_NAMES.remove(key);
 }
 
 /// Reads a NUL-terminated name and returns its length without the NUL.

@@ -9,6 +9,7 @@ use std::{
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use super::{procfs, redact};
@@ -17,6 +18,12 @@ use crate::sensor::decode::ExecEvent;
 /// Entries kept before the cache sweeps out processes that no longer exist, which only happens
 /// when exit records were lost.
 const MAX_ENTRIES: usize = 65_536;
+
+/// How long a cached pid counts as checked against the running process's start time. The
+/// check reads `/proc/PID/stat`, which cost more than the rest of an event when it ran for
+/// every record of a busy process. A pid is only reused after its exit record was lost and
+/// the kernel went once through every pid.
+const REUSE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Facts about one process. Every field may be missing when the process was
 /// gone before it could be read.
@@ -59,6 +66,8 @@ impl ProcessInfo {
 #[derive(Debug)]
 pub struct ProcessCache {
     entries: HashMap<u32, Arc<ProcessInfo>>,
+    /// When each cached pid was last found to still be the cached process.
+    checked: HashMap<u32, Instant>,
     clock_ticks_per_second: u64,
     pids_reused: u64,
 }
@@ -76,6 +85,7 @@ impl ProcessCache {
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         Self {
             entries: HashMap::new(),
+            checked: HashMap::new(),
             clock_ticks_per_second: u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100),
             pids_reused: 0,
         }
@@ -143,10 +153,13 @@ impl ProcessCache {
     /// Processes are distinguished by pid and start time: when the process now running under a
     /// cached pid started at another time, its exit record was lost and the pid reused, so
     /// the entry is loaded again. A process that is gone keeps its cached entry, because the
-    /// record being handled is its own.
+    /// record being handled is its own. Each pid is checked at most once per
+    /// [`REUSE_CHECK_INTERVAL`].
     pub fn get_or_load(&mut self, pid: u32) -> Arc<ProcessInfo> {
-        if let Some(info) = self.entries.get(&pid) {
-            if !self.pid_was_reused(info) {
+        if self.entries.contains_key(&pid) {
+            let due = self.reuse_check_due(pid);
+            let info = &self.entries[&pid];
+            if !due || !self.pid_was_reused(info) {
                 return Arc::clone(info);
             }
             self.pids_reused += 1;
@@ -164,6 +177,18 @@ impl ProcessCache {
                 pid,
                 ..ProcessInfo::default()
             }),
+        }
+    }
+
+    /// Tells whether the pid's start time is due for a check, and counts the check as done.
+    fn reuse_check_due(&mut self, pid: u32) -> bool {
+        let now = Instant::now();
+        match self.checked.get(&pid) {
+            Some(last) if now.duration_since(*last) < REUSE_CHECK_INTERVAL => false,
+            _ => {
+                self.checked.insert(pid, now);
+                true
+            }
         }
     }
 
@@ -189,6 +214,7 @@ impl ProcessCache {
     /// Forgets an exited process.
     pub fn exit(&mut self, pid: u32) {
         self.entries.remove(&pid);
+        self.checked.remove(&pid);
     }
 
     /// Number of cached processes.
@@ -212,6 +238,8 @@ impl ProcessCache {
     fn sweep(&mut self) {
         let before = self.entries.len();
         self.entries.retain(|pid, _| procfs::pid_dir(*pid).exists());
+        let entries = &self.entries;
+        self.checked.retain(|pid, _| entries.contains_key(pid));
         tracing::info!(
             before,
             after = self.entries.len(),
@@ -393,6 +421,37 @@ mod tests {
             Arc::ptr_eq(&loaded, &again),
             "an entry that matches is kept"
         );
+    }
+
+    #[test]
+    fn reuse_is_checked_at_most_once_per_interval() {
+        let mut cache = ProcessCache::new();
+        let pid = std::process::id();
+        let real = cache.get_or_load(pid);
+        // The next lookup checks the start time once; after it, a changed entry is served
+        // without reading /proc until the interval has passed.
+        let _ = cache.get_or_load(pid);
+        let stale = ProcessInfo {
+            executable: Some(PathBuf::from("/usr/bin/old-program")),
+            start_boot_ns: real
+                .start_boot_ns
+                .map(|ns| ns.saturating_sub(60_000_000_000)),
+            ..ProcessInfo::clone(&real)
+        };
+        cache.insert(pid, Arc::new(stale));
+        let served = cache.get_or_load(pid);
+        assert_eq!(
+            served.executable.as_deref(),
+            Some(Path::new("/usr/bin/old-program"))
+        );
+        assert_eq!(cache.pids_reused(), 0);
+
+        cache
+            .checked
+            .insert(pid, Instant::now() - REUSE_CHECK_INTERVAL);
+        let reloaded = cache.get_or_load(pid);
+        assert_eq!(reloaded.executable, real.executable);
+        assert_eq!(cache.pids_reused(), 1);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Turning the calls on one TLS session into one handshake.
 //!
-//! The library probes send single calls: a server name set, each return of a handshake
-//! function, the role, the end of the session. A non-blocking client calls the handshake
-//! function many times, and OpenSSL's `-1` means "call again" as often as "failed", so the
-//! outcome is decided here. A handshake succeeds at the first successful return. It fails at a
-//! fatal GnuTLS code, or when the session ends (freed, or its process exits) without success.
+//! The library probes send few records: each return of a handshake function, the first read
+//! or write that may run a handshake, and the end of a session whose handshake had not
+//! succeeded. The server name set before travels with the next record. A non-blocking client
+//! calls the handshake function many times, and OpenSSL's `-1` means "call again" as often as
+//! "failed", so the outcome is decided here. A handshake succeeds at the first successful
+//! return. It fails at a fatal GnuTLS code, or when the session ends (freed, or its process
+//! exits) without success.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -181,11 +183,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Applies one call and returns the handshake it finished, if any.
+    /// Applies one call and returns the handshake it finished, if any. A reported session
+    /// leaves the table: the kernel sends nothing more for a client whose handshake succeeded.
     pub fn handle(&mut self, call: &TlsCall) -> Option<Handshake> {
         let key = (call.pid, call.session);
         if is_end(call.function) {
             let mut session = self.sessions.remove(&key)?;
+            take_name(&mut session, call);
             if session.peer.is_none() {
                 session.peer = call.peer;
             }
@@ -204,7 +208,12 @@ impl Sessions {
             }
         }
         let session = self.session(key, call);
-        apply(session, call)
+        take_name(session, call);
+        let handshake = apply(session, call);
+        if handshake.is_some() {
+            self.sessions.remove(&key);
+        }
+        handshake
     }
 
     /// Ends every session of a process that exited; returns the handshakes it left unfinished.
@@ -268,11 +277,32 @@ impl Sessions {
                     self.stats.sessions_evicted += 1;
                 }
             }
+            self.compact_order();
             self.order.push_back(key);
         }
         self.sessions
             .entry(key)
             .or_insert_with(|| Session::new(call))
+    }
+
+    /// Drops the keys of sessions that already left the table from the eviction order, once
+    /// they are the larger part of it. Most sessions leave at their first record, so the order
+    /// would otherwise grow without bound.
+    fn compact_order(&mut self) {
+        if self.order.len() > 2 * self.sessions.len() + 1024 {
+            let sessions = &self.sessions;
+            self.order.retain(|key| sessions.contains_key(key));
+        }
+    }
+}
+
+/// Takes the server name a record carries. The kernel keeps a name until the session's next
+/// record, which may be of any function.
+fn take_name(session: &mut Session, call: &TlsCall) {
+    if let Some(name) = &call.name {
+        session.server_name = Some(String::from_utf8_lossy(name).into_owned());
+        session.server_name_truncated = call.name_truncated;
+        session.reported = false;
     }
 }
 
@@ -283,14 +313,6 @@ fn is_end(function: u8) -> bool {
 /// Applies a call that is neither the start nor the end of a session.
 fn apply(session: &mut Session, call: &TlsCall) -> Option<Handshake> {
     match call.function {
-        function::SSL_CTRL | function::SSL_SET_HOST_NAME | function::GNUTLS_SERVER_NAME_SET => {
-            if let Some(name) = &call.name {
-                session.server_name = Some(String::from_utf8_lossy(name).into_owned());
-                session.server_name_truncated = call.name_truncated;
-                session.reported = false;
-            }
-            None
-        }
         function::SSL_SET_CONNECT_STATE => {
             session.role = Role::Client;
             if session.peer.is_none() {
@@ -442,15 +464,44 @@ mod tests {
         }
     }
 
+    /// A return record that also carries the server name set before it, as the kernel sends.
+    fn returned_named(function: u8, session: u64, result: i64, name: &str) -> TlsCall {
+        TlsCall {
+            name: Some(name.as_bytes().to_vec()),
+            ..returned(function, session, result)
+        }
+    }
+
+    #[test]
+    fn blocking_client_is_one_record() {
+        let mut sessions = Sessions::default();
+        let success = TlsCall {
+            version: Some(0x0304),
+            entered_ns: Some(400),
+            ..returned_named(function::SSL_DO_HANDSHAKE, 7, 1, "api.example.test")
+        };
+        let handshake = sessions.handle(&success).expect("success is reported");
+        assert_eq!(handshake.outcome, Outcome::Success);
+        assert_eq!(handshake.server_name.as_deref(), Some("api.example.test"));
+        assert_eq!(handshake.version, Some(0x0304));
+        assert_eq!(handshake.started_ns, 400);
+        // The kernel sends nothing more for the session, so it leaves the table.
+        assert!(sessions.is_empty());
+    }
+
     #[test]
     fn non_blocking_openssl_client_reports_once_on_success() {
         let mut sessions = Sessions::default();
         assert_eq!(
-            sessions.handle(&call(function::SSL_SET_CONNECT_STATE, 7)),
+            sessions.handle(&returned_named(
+                function::SSL_CONNECT,
+                7,
+                -1,
+                "api.example.test"
+            )),
             None
         );
-        assert_eq!(sessions.handle(&named(7, "api.example.test")), None);
-        for _ in 0..3 {
+        for _ in 0..2 {
             assert_eq!(
                 sessions.handle(&returned(function::SSL_CONNECT, 7, -1)),
                 None
@@ -467,13 +518,32 @@ mod tests {
         assert_eq!(handshake.server_name.as_deref(), Some("api.example.test"));
         assert_eq!(handshake.version, Some(0x0304));
         assert_eq!(handshake.peer, peer);
-        // The nested SSL_do_handshake return and the free report nothing more.
-        assert_eq!(
-            sessions.handle(&returned(function::SSL_DO_HANDSHAKE, 7, 1)),
-            None
-        );
-        assert_eq!(sessions.handle(&call(function::SSL_FREE, 7)), None);
         assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn name_on_the_end_record_is_used() {
+        let mut sessions = Sessions::default();
+        sessions.handle(&returned(function::SSL_DO_HANDSHAKE, 21, -1));
+        let free = TlsCall {
+            name: Some(b"late.example.test".to_vec()),
+            ..call(function::SSL_FREE, 21)
+        };
+        let handshake = sessions.handle(&free).unwrap();
+        assert_eq!(handshake.outcome, Outcome::Abandoned(Some(-1)));
+        assert_eq!(handshake.server_name.as_deref(), Some("late.example.test"));
+    }
+
+    #[test]
+    fn eviction_order_stays_bounded_when_sessions_leave() {
+        let mut sessions = Sessions::default();
+        for session in 0..50_000 {
+            let success = returned(function::SSL_DO_HANDSHAKE, session, 1);
+            assert!(sessions.handle(&success).is_some());
+        }
+        assert!(sessions.is_empty());
+        assert!(sessions.order.len() <= 1025, "{}", sessions.order.len());
+        assert_eq!(sessions.stats.sessions_evicted, 0);
     }
 
     #[test]
