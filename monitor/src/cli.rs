@@ -228,7 +228,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let mut daemon = Daemon::new(catalogue, sink, identities, &config.kubernetes);
     if let Some(address) = &config.kubernetes.kubelet_address {
-        match Kubelet::start(address, config.kubernetes.kubelet_refresh) {
+        match Kubelet::start(address, &config.kubernetes) {
             Ok(kubelet) => daemon = daemon.with_kubelet(kubelet),
             Err(message) => {
                 eprintln!("credwatch: error: {message}");

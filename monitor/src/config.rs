@@ -38,13 +38,25 @@ pub struct KubernetesConfig {
     pub host_root: PathBuf,
     /// SPIFFE trust domain of pod workload ids.
     pub trust_domain: String,
-    /// `host:port` of the kubelet's read-only port, whose `/pods` gives labels, owners,
-    /// container names and images. Not read when unset.
+    /// `host:port` of the kubelet, whose `/pods` gives labels, owners, container names and
+    /// images. Not read when unset.
     pub kubelet_address: Option<String>,
     /// How often the kubelet's pod list is fetched besides when an unknown pod appears.
     #[serde(deserialize_with = "deserialize_duration")]
     pub kubelet_refresh: Duration,
+    /// Reach the kubelet over TLS with a bearer token (its authenticated port, usually 10250)
+    /// instead of plain HTTP (its read-only port, usually 10255).
+    pub kubelet_tls: bool,
+    /// File with the bearer token sent over TLS, read again for every request.
+    pub kubelet_token_file: PathBuf,
+    /// PEM file with the CA that signed the kubelet's serving certificate.
+    pub kubelet_ca_file: PathBuf,
+    /// Name the kubelet's certificate must carry; the host of `kubelet_address` when unset.
+    pub kubelet_server_name: Option<String>,
 }
+
+/// Where Kubernetes mounts a pod's service-account token and cluster CA.
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 impl Default for KubernetesConfig {
     fn default() -> Self {
@@ -53,6 +65,10 @@ impl Default for KubernetesConfig {
             trust_domain: "cluster.local".to_owned(),
             kubelet_address: None,
             kubelet_refresh: Duration::from_secs(60),
+            kubelet_tls: false,
+            kubelet_token_file: Path::new(SERVICE_ACCOUNT_DIR).join("token"),
+            kubelet_ca_file: Path::new(SERVICE_ACCOUNT_DIR).join("ca.crt"),
+            kubelet_server_name: None,
         }
     }
 }
@@ -83,10 +99,15 @@ impl KubernetesConfig {
                 return Err(ConfigError::Invalid {
                     key: "kubernetes.kubelet_address".into(),
                     value: address.clone(),
-                    allowed: "it must be HOST:PORT of the kubelet's read-only port and resolve, \
-                              such as 127.0.0.1:10255"
+                    allowed: "it must be HOST:PORT of the kubelet and resolve, such as \
+                              127.0.0.1:10255 (read-only port) or 10.0.0.5:10250 with \
+                              kubelet_tls: true"
                         .into(),
                 });
+            }
+            if self.kubelet_tls {
+                crate::workload::kubelet_client::Transport::from_config(self, address)
+                    .map_err(ConfigError::Kubelet)?;
             }
         }
         if !valid {
@@ -257,6 +278,10 @@ pub enum ConfigError {
         /// What the key accepts.
         allowed: String,
     },
+    /// The kubelet's TLS settings cannot be used; the message names the key, the file and the
+    /// fix.
+    #[error("invalid configuration: {0}")]
+    Kubelet(String),
 }
 
 impl Config {
@@ -425,6 +450,33 @@ mod tests {
                 .to_string();
             assert!(error.contains("kubernetes.trust_domain"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn kubelet_tls_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "kubernetes:\n  kubelet_address: 127.0.0.1:10250\n  kubelet_tls: true\n  \
+             kubelet_ca_file: {}\n",
+            dir.path().join("missing-ca.crt").display()
+        );
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(error.contains("kubernetes.kubelet_ca_file"), "{error}");
+        assert!(error.contains("missing-ca.crt"), "{error}");
+
+        let defaults = parse("kubernetes:\n  kubelet_tls: true\n").unwrap();
+        assert!(
+            defaults
+                .kubernetes
+                .kubelet_token_file
+                .ends_with("serviceaccount/token")
+        );
+        assert!(
+            defaults
+                .kubernetes
+                .kubelet_ca_file
+                .ends_with("serviceaccount/ca.crt")
+        );
     }
 
     #[test]

@@ -585,3 +585,242 @@ fn broken_kubelet_never_blocks_events() {
         );
     }
 }
+
+/// A kubelet stand-in that speaks TLS on loopback: the system Python's `http.server` behind
+/// `ssl`. It answers `/pods` after `delay` seconds, and only to the bearer token in the file
+/// `token` of its directory.
+const TLS_KUBELET: &str = r#"
+import http.server, os, ssl, sys, time
+directory, delay = sys.argv[1], float(sys.argv[2])
+def read(name):
+    with open(os.path.join(directory, name), "rb") as f:
+        return f.read()
+token, body = read("token").decode().strip(), read("pods.json")
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(delay)
+        if self.path != "/pods" or self.headers.get("Authorization") != "Bearer " + token:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(os.path.join(directory, "kubelet.crt"), os.path.join(directory, "kubelet.key"))
+server.socket = context.wrap_socket(server.socket, server_side=True)
+with open(os.path.join(directory, "port.tmp"), "w") as f:
+    f.write(str(server.server_address[1]))
+os.rename(os.path.join(directory, "port.tmp"), os.path.join(directory, "port"))
+server.serve_forever()
+"#;
+
+/// The TLS kubelet stand-in, stopped on drop, with a made-up CA (`ca.crt`), a second CA that
+/// did not sign its certificate (`other-ca.crt`) and its token (`token`).
+struct TlsKubelet {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    token: String,
+}
+
+impl TlsKubelet {
+    fn start(delay_seconds: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        make_kubelet_certificates(dir.path());
+        let token = format!("credwatch-test-kubelet-token-{}", unique());
+        write_file(&dir.path().join("token"), &format!("{token}\n"));
+        write_file(&dir.path().join("pods.json"), &pod_list());
+        let child = Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(TLS_KUBELET)
+            .arg(dir.path())
+            .arg(delay_seconds.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("failed to start /usr/bin/python3");
+        let port_file = dir.path().join("port");
+        for _ in 0..100 {
+            if port_file.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let port = fs::read_to_string(&port_file)
+            .expect("the TLS kubelet stand-in did not start")
+            .trim()
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            port,
+            dir,
+            token,
+        }
+    }
+
+    /// The `kubernetes` section that reaches this kubelet with `ca` and `token`.
+    fn section(&self, ca: &str, token: &Path) -> String {
+        format!(
+            "kubernetes:\n  kubelet_address: 127.0.0.1:{}\n  kubelet_tls: true\n  \
+             kubelet_ca_file: {}\n  kubelet_token_file: {}\n",
+            self.port,
+            self.dir.path().join(ca).display(),
+            token.display()
+        )
+    }
+}
+
+impl Drop for TlsKubelet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a made-up CA, a second CA, and a serving certificate for 127.0.0.1 signed by the first.
+fn make_kubelet_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("failed to run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for name in ["ca", "other-ca"] {
+        let subject = format!("/CN=credwatch test {name}");
+        let key = format!("{name}.key");
+        let cert = format!("{name}.crt");
+        let mut args = vec!["req", "-x509", "-days", "1", "-subj", &subject];
+        args.extend(new_key);
+        args.extend(["-keyout", &key, "-out", &cert]);
+        openssl(&args);
+    }
+    let mut args = vec!["req", "-new", "-subj", "/CN=kubelet"];
+    args.extend(new_key);
+    args.extend(["-keyout", "kubelet.key", "-out", "kubelet.csr"]);
+    openssl(&args);
+    write_file(
+        &dir.join("kubelet.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "kubelet.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "kubelet.ext",
+        "-out",
+        "kubelet.crt",
+    ]);
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn kubelet_over_tls_fills_pod_metadata() {
+    let kubelet = TlsKubelet::start(0);
+    let token_file = kubelet.dir.path().join("token");
+    let mut daemon = Daemon::start_with_config(&kubelet.section("ca.crt", &token_file));
+
+    let mut event = read_inside(&daemon, &pod_cgroup(POD_UID));
+    for _ in 0..20 {
+        if event["attributes"].get("k8s.deployment.name").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        event = read_inside(&daemon, &pod_cgroup(POD_UID));
+    }
+    assert!(daemon.stop().success());
+
+    assert_eq!(attribute(&event, "k8s.deployment.name"), "cart", "{event}");
+    assert_eq!(attribute(&event, "k8s.container.name"), "app");
+    assert!(!daemon.stderr_text().contains(&kubelet.token));
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn kubelet_tls_failures_keep_events_flowing() {
+    let kubelet = TlsKubelet::start(0);
+    let slow = TlsKubelet::start(8);
+    let token_file = kubelet.dir.path().join("token");
+    let wrong_token = kubelet.dir.path().join("wrong-token");
+    let wrong_value = format!("credwatch-test-wrong-token-{}", unique());
+    write_file(&wrong_token, &wrong_value);
+    let cases = [
+        (&kubelet, "other-ca.crt", &token_file, "certificate"),
+        (&kubelet, "ca.crt", &wrong_token, "nodes/proxy"),
+        (&slow, "ca.crt", &slow.dir.path().join("token"), "read"),
+    ];
+
+    for (server, ca, token, expected) in cases {
+        let mut daemon = Daemon::start_with_config(&server.section(ca, token));
+        let event = read_inside(&daemon, &pod_cgroup(POD_UID));
+        // The first fetch fails at once for the first two; the slow one times out after 3 s.
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        assert!(daemon.stop().success(), "{expected}");
+
+        let stderr = daemon.stderr_text();
+        assert_eq!(attribute(&event, "k8s.pod.uid"), POD_UID);
+        assert!(event["attributes"].get("k8s.deployment.name").is_none());
+        assert!(
+            stderr.contains("failed to read pods from the kubelet"),
+            "{stderr}"
+        );
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(!stderr.contains(&server.token), "{stderr}");
+        assert!(!stderr.contains(&wrong_value), "{stderr}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn kubelet_tls_settings_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    write_file(
+        &config,
+        &format!(
+            "kubernetes:\n  kubelet_address: 127.0.0.1:10250\n  kubelet_tls: true\n  \
+             kubelet_ca_file: {}\n",
+            dir.path().join("absent-ca.crt").display()
+        ),
+    );
+    let output = Command::new(credwatch_tests::credwatch_binary())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("kubernetes.kubelet_ca_file"), "{stderr}");
+    assert!(stderr.contains("absent-ca.crt"), "{stderr}");
+}

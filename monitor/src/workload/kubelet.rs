@@ -1,17 +1,14 @@
-//! Pod metadata from the kubelet's `/pods` endpoint on its read-only HTTP port.
+//! Pod metadata from the kubelet's `/pods` endpoint, on its read-only port or its
+//! authenticated TLS port (see `kubelet_client`).
 //!
 //! A worker thread fetches the pod list when the daemon meets a pod uid it does not know and
 //! at a fixed interval, and keeps the last good list. A kubelet that is down, slow or returns
 //! garbage therefore never blocks events: they go without the attributes until a fetch
-//! succeeds. The request is HTTP/1.0, so the response comes without chunked encoding.
-//!
-//! NOTE: only the read-only port (plain HTTP, usually 10255) is read. The authenticated
-//! port 10250 needs a TLS client, which credwatch does not have yet.
+//! succeeds.
 
 use std::{
     collections::HashMap,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream, ToSocketAddrs as _},
+    net::{SocketAddr, ToSocketAddrs as _},
     sync::{
         Arc, Mutex,
         mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
@@ -21,10 +18,8 @@ use std::{
 
 use serde_json::Value;
 
-/// Time allowed to connect and for each read of a response.
-const TIMEOUT: Duration = Duration::from_secs(3);
-/// Largest response read; a node runs at most a few hundred pods.
-const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+use super::kubelet_client::Transport;
+use crate::config::KubernetesConfig;
 
 /// A container of a pod, as the kubelet reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -62,10 +57,12 @@ pub struct Kubelet {
 }
 
 impl Kubelet {
-    /// Starts the worker for the kubelet at `address` (`host:port`), refreshing every
-    /// `interval`. Returns an error text when the address does not resolve or the thread
-    /// cannot start.
-    pub fn start(address: &str, interval: Duration) -> Result<Self, String> {
+    /// Starts the worker for the kubelet at `address` (`host:port`) with the transport and
+    /// refresh interval of `settings`. Returns an error text when the address does not
+    /// resolve, the TLS files cannot be used, or the thread cannot start.
+    pub fn start(address: &str, settings: &KubernetesConfig) -> Result<Self, String> {
+        let transport = Transport::from_config(settings, address)?;
+        let interval = settings.kubelet_refresh;
         let socket = address
             .to_socket_addrs()
             .map_err(|error| {
@@ -78,7 +75,7 @@ impl Kubelet {
         let worker_pods = Arc::clone(&pods);
         std::thread::Builder::new()
             .name("kubelet".into())
-            .spawn(move || run(socket, interval, &requests, &worker_pods))
+            .spawn(move || run(socket, &transport, interval, &requests, &worker_pods))
             .map_err(|error| format!("failed to start the kubelet thread: {error}"))?;
         let _ = refresh.try_send(());
         Ok(Self { pods, refresh })
@@ -105,6 +102,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Runs the worker: fetches on request and at every interval, logging a change of state once.
 fn run(
     address: SocketAddr,
+    transport: &Transport,
     interval: Duration,
     requests: &Receiver<()>,
     pods: &Mutex<HashMap<String, KubeletPod>>,
@@ -115,7 +113,10 @@ fn run(
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        match fetch(address).and_then(|body| parse_pod_list(&body)) {
+        match transport
+            .fetch_pods(address)
+            .and_then(|body| parse_pod_list(&body))
+        {
             Ok(list) => {
                 if failing {
                     tracing::info!(%address, pods = list.len(), "the kubelet responds again");
@@ -133,40 +134,6 @@ fn run(
         // The fetch just made serves the requests that arrived during it.
         while requests.try_recv().is_ok() {}
     }
-}
-
-/// Sends `GET /pods` and returns the body of a 200 response.
-fn fetch(address: SocketAddr) -> Result<Vec<u8>, String> {
-    let mut stream = TcpStream::connect_timeout(&address, TIMEOUT)
-        .map_err(|error| format!("connect: {error}"))?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
-        .map_err(|error| format!("socket: {error}"))?;
-    stream
-        .write_all(
-            format!("GET /pods HTTP/1.0\r\nHost: {address}\r\nAccept: application/json\r\n\r\n")
-                .as_bytes(),
-        )
-        .map_err(|error| format!("send: {error}"))?;
-    let mut response = Vec::new();
-    stream
-        .take(MAX_RESPONSE_BYTES)
-        .read_to_end(&mut response)
-        .map_err(|error| format!("read: {error}"))?;
-    let header_end = response
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .ok_or("the response has no HTTP header")?;
-    let status_line = response[..header_end]
-        .split(|&byte| byte == b'\r')
-        .next()
-        .unwrap_or_default();
-    let status = String::from_utf8_lossy(status_line);
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("the kubelet responded {status:?}"));
-    }
-    Ok(response[header_end + 4..].to_vec())
 }
 
 /// Parses a `PodList` into pods by uid.

@@ -4,4 +4,5 @@
 pub mod cgroup;
 pub mod container;
 pub mod kubelet;
+pub mod kubelet_client;
 pub mod pods;
