@@ -503,6 +503,21 @@ impl Drop for FakeKubelet {
     }
 }
 
+/// Reads a file inside the test pod until the event carries the kubelet's metadata, for at
+/// most about two seconds. The first fetch runs in the background at start, and a read before
+/// it finished goes without the metadata and asks for a new fetch.
+fn read_until_kubelet_answers(daemon: &Daemon) -> Value {
+    let mut event = read_inside(daemon, &pod_cgroup(POD_UID));
+    for _ in 0..20 {
+        if event["attributes"].get("k8s.deployment.name").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        event = read_inside(daemon, &pod_cgroup(POD_UID));
+    }
+    event
+}
+
 fn pod_list() -> String {
     format!(
         r#"{{"kind":"PodList","items":[{{"metadata":{{"name":"cart-7c9f8d6b5-x2k4q","namespace":"shop","uid":"{POD_UID}","labels":{{"app":"cart"}},"ownerReferences":[{{"kind":"ReplicaSet","name":"cart-7c9f8d6b5","controller":true}}]}},"spec":{{"serviceAccountName":"cart","containers":[{{"name":"app","image":"registry.example.test/cart:1.2"}}]}},"status":{{"containerStatuses":[{{"name":"app","containerID":"containerd://{ID}","imageID":"registry.example.test/cart@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}]}}}}]}}"#
@@ -522,16 +537,7 @@ fn kubelet_pod_list_names_owner_container_and_image() {
         kubelet.port
     ));
 
-    // The first fetch runs in the background at start. A read before it finished goes
-    // without the pod's metadata and requests a new fetch, so the read repeats.
-    let mut event = read_inside(&daemon, &pod_cgroup(POD_UID));
-    for _ in 0..20 {
-        if event["attributes"].get("k8s.deployment.name").is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        event = read_inside(&daemon, &pod_cgroup(POD_UID));
-    }
+    let event = read_until_kubelet_answers(&daemon);
     assert!(daemon.stop().success());
 
     assert_eq!(attribute(&event, "k8s.deployment.name"), "cart", "{event}");
@@ -749,14 +755,7 @@ fn kubelet_over_tls_fills_pod_metadata() {
     let token_file = kubelet.dir.path().join("token");
     let mut daemon = Daemon::start_with_config(&kubelet.section("ca.crt", &token_file));
 
-    let mut event = read_inside(&daemon, &pod_cgroup(POD_UID));
-    for _ in 0..20 {
-        if event["attributes"].get("k8s.deployment.name").is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        event = read_inside(&daemon, &pod_cgroup(POD_UID));
-    }
+    let event = read_until_kubelet_answers(&daemon);
     assert!(daemon.stop().success());
 
     assert_eq!(attribute(&event, "k8s.deployment.name"), "cart", "{event}");

@@ -398,19 +398,24 @@ mod tests {
         assert_eq!(unknown.interactive, None);
     }
 
+    /// An entry for the same pid that started a minute earlier with another executable, as a
+    /// lost exit record leaves behind.
+    fn earlier_process(real: &ProcessInfo) -> ProcessInfo {
+        ProcessInfo {
+            executable: Some(PathBuf::from("/usr/bin/old-program")),
+            start_boot_ns: real
+                .start_boot_ns
+                .map(|ns| ns.saturating_sub(60_000_000_000)),
+            ..real.clone()
+        }
+    }
+
     #[test]
     fn reused_pid_is_loaded_again() {
         let mut cache = ProcessCache::new();
         let pid = std::process::id();
         let real = cache.get_or_load(pid);
-        let stale = ProcessInfo {
-            executable: Some(PathBuf::from("/usr/bin/old-program")),
-            start_boot_ns: real
-                .start_boot_ns
-                .map(|ns| ns.saturating_sub(60_000_000_000)),
-            ..ProcessInfo::clone(&real)
-        };
-        cache.insert(pid, Arc::new(stale));
+        cache.insert(pid, Arc::new(earlier_process(&real)));
 
         let loaded = cache.get_or_load(pid);
         let again = cache.get_or_load(pid);
@@ -431,14 +436,7 @@ mod tests {
         // The next lookup checks the start time once; after it, a changed entry is served
         // without reading /proc until the interval has passed.
         let _ = cache.get_or_load(pid);
-        let stale = ProcessInfo {
-            executable: Some(PathBuf::from("/usr/bin/old-program")),
-            start_boot_ns: real
-                .start_boot_ns
-                .map(|ns| ns.saturating_sub(60_000_000_000)),
-            ..ProcessInfo::clone(&real)
-        };
-        cache.insert(pid, Arc::new(stale));
+        cache.insert(pid, Arc::new(earlier_process(&real)));
         let served = cache.get_or_load(pid);
         assert_eq!(
             served.executable.as_deref(),
