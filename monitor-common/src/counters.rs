@@ -44,8 +44,8 @@ pub const TLS_CALLS: u32 = 14;
 /// TLS return probes that found no saved arguments (the entry was missed or evicted).
 pub const TLS_RETURNS_UNMATCHED: u32 = 15;
 
-/// Server-side TLS sessions: the kernel drops their calls instead of sending them.
-pub const TLS_SERVER_SESSIONS: u32 = 16;
+/// Calls on server-side TLS sessions that the kernel dropped instead of sending them.
+pub const TLS_SERVER_CALLS: u32 = 16;
 
 /// Number of slots in the `COUNTERS` array.
 pub const COUNT: u32 = 17;

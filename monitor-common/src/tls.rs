@@ -61,6 +61,11 @@ pub mod cookie {
     /// Read the negotiated protocol version from the first `int` of the `SSL` object after a
     /// successful handshake (OpenSSL 1.1.x, 3.0.x and 3.1.x keep `version` there).
     pub const VERSION_AT_START: u64 = 1 << 8;
+    /// Bits 9..16: one more than a quarter of the offset of the `int server` field in the
+    /// `SSL` object, or 0 when it is not known. The field is nonzero in a server session.
+    pub const SERVER_SHIFT: u32 = 9;
+    /// Mask of the `server` field after shifting.
+    pub const SERVER_MASK: u64 = 0x7f;
     /// Bits 16..32: one more than the offset of `statem.in_init` in the `SSL` object, or 0
     /// when it is not known. `in_init` is 0 once a handshake has finished successfully.
     pub const IN_INIT_SHIFT: u32 = 16;
@@ -69,13 +74,30 @@ pub mod cookie {
     /// Bits 32..64: the daemon's number for the library file.
     pub const LIBRARY_SHIFT: u32 = 32;
 
-    /// Builds a cookie; `in_init` is the offset of `statem.in_init`, when known.
-    pub const fn new(function: u8, flags: u64, in_init: Option<u16>, library: u32) -> u64 {
+    /// Returns whether a cookie can carry `offset` as the `server` field: a multiple of four
+    /// below 508.
+    pub const fn server_offset_fits(offset: u16) -> bool {
+        offset.is_multiple_of(4) && ((offset / 4) as u64) < SERVER_MASK
+    }
+
+    /// Builds a cookie; `in_init` and `server` are the offsets of `statem.in_init` and
+    /// `server`, when known. A `server` offset that does not fit is left out.
+    pub const fn new(
+        function: u8,
+        flags: u64,
+        in_init: Option<u16>,
+        server: Option<u16>,
+        library: u32,
+    ) -> u64 {
         let in_init = match in_init {
             Some(offset) if offset < u16::MAX => (offset as u64 + 1) << IN_INIT_SHIFT,
             _ => 0,
         };
-        function as u64 | flags | in_init | ((library as u64) << LIBRARY_SHIFT)
+        let server = match server {
+            Some(offset) if server_offset_fits(offset) => ((offset / 4) as u64 + 1) << SERVER_SHIFT,
+            _ => 0,
+        };
+        function as u64 | flags | server | in_init | ((library as u64) << LIBRARY_SHIFT)
     }
 }
 

@@ -103,11 +103,11 @@ pub static LAST_PEER: LruHashMap<u64, Peer> = LruHashMap::with_max_entries(16384
 #[map]
 pub static TLS_CALLS: LruHashMap<CallKey, CallArguments> = LruHashMap::with_max_entries(16384, 0);
 
-/// Sessions the TLS programs track, from their first hooked call until they are freed. The
-/// read and write probes only look further at clients whose handshake has not succeeded, so
-/// an established session costs one lookup, and calls on server sessions send no record: only
-/// client handshakes are reported, and a busy server would otherwise fill the ring buffer
-/// with records the daemon throws away.
+/// Sessions the TLS programs track, from their first hooked call until they are freed, when
+/// the entry is cleared (flags 0) for the next session at the same address. The read and
+/// write probes look further only at clients whose handshake has not succeeded. Calls on server
+/// sessions send no record: only client handshakes are reported, and a busy server would
+/// otherwise fill the ring buffer with records the daemon throws away.
 #[map]
 pub static TLS_SESSIONS: LruHashMap<SessionKey, SessionState> =
     LruHashMap::with_max_entries(65536, 0);

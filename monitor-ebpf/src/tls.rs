@@ -48,8 +48,6 @@ const TLSEXT_NAMETYPE_HOST_NAME: u64 = 0;
 const GNUTLS_NAME_DNS: u64 = 1;
 /// GnuTLS `GNUTLS_SERVER` flag of `gnutls_init`.
 const GNUTLS_SERVER: u64 = 1;
-/// `BPF_NOEXIST`: insert only when the key is missing.
-const NOEXIST: u64 = aya_ebpf::bindings::BPF_NOEXIST as u64;
 
 /// `SSL_ctrl(ssl, cmd, larg, parg)`: keeps the server name when `cmd` sets it.
 #[uprobe]
@@ -109,12 +107,10 @@ pub fn tls_io_call(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session: u64 = ctx.arg(0).unwrap_or(0);
     let key = session_key(pid_tgid, session);
-    let Some(state) = TLS_SESSIONS.get_ptr_mut(&key) else {
+    let Some(state) = live_session(&key) else {
+        first_attempt(&ctx, pid_tgid, &key);
         return 0;
     };
-    // SAFETY: the pointer comes from a successful lookup; only threads of this process use
-    // the key, and the fields are plain integers.
-    let state = unsafe { &mut *state };
     if state.flags & (SESSION_CLIENT | SESSION_DONE) != SESSION_CLIENT {
         return 0;
     }
@@ -153,6 +149,59 @@ pub fn tls_io_call(ctx: ProbeContext) -> u32 {
     entry.submit(NO_WAKEUP);
     count(counters::RECORDS_EMITTED);
     0
+}
+
+/// Starts tracking a session at its first read or write when it is a client in a handshake,
+/// with a record for the attempt. This needs the offsets of `in_init` and `server` in the
+/// cookie (the role functions have no probe then). An established session costs one field
+/// read.
+#[inline(always)]
+fn first_attempt(ctx: &ProbeContext, pid_tgid: u64, key: &SessionKey) {
+    let cookie = cookie_of(ctx);
+    if (cookie >> cookie::SERVER_SHIFT) & cookie::SERVER_MASK == 0 {
+        return;
+    }
+    if handshake_done(cookie, key.session) != Some(false) {
+        return;
+    }
+    match is_server_session(cookie, key.session) {
+        Some(false) => {}
+        Some(true) => {
+            count(counters::TLS_SERVER_CALLS);
+            return;
+        }
+        None => return,
+    }
+    // SAFETY: the helper takes no arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    store_state(key, client_state(SESSION_ATTEMPTED, now));
+    let Some(mut entry) = EVENTS.reserve::<TlsRecord>(0) else {
+        count(counters::RINGBUF_FULL);
+        return;
+    };
+    // SAFETY: as in tls_mark.
+    let record = unsafe { &mut *entry.as_mut_ptr() };
+    fill(record, pid_tgid, cookie, key.session);
+    record.flags |= TLS_STATE_KNOWN;
+    record.entered_ns = now;
+    take_name(record, key);
+    copy_last_peer(record, pid_tgid);
+    entry.submit(NO_WAKEUP);
+    count(counters::RECORDS_EMITTED);
+}
+
+/// Reads the session's `server` field when the cookie carries its offset: `Some(true)` for a
+/// server session, `None` when the offset or the read is missing.
+#[inline(always)]
+fn is_server_session(cookie: u64, session: u64) -> Option<bool> {
+    let field = (cookie >> cookie::SERVER_SHIFT) & cookie::SERVER_MASK;
+    if field == 0 {
+        return None;
+    }
+    let address = session.wrapping_add((field - 1) * 4);
+    // SAFETY: bpf_probe_read_user checks the user address and fails instead of faulting.
+    let server = unsafe { bpf_probe_read_user(address as *const i32) }.ok()?;
+    Some(server != 0)
 }
 
 /// Reads the session's `in_init` field when the cookie carries its offset: `Some(true)` once
@@ -225,7 +274,7 @@ pub fn tls_mark(ctx: ProbeContext) -> u32 {
     match (cookie & cookie::FUNCTION_MASK) as u8 {
         function::SSL_SET_CONNECT_STATE => {
             // Replaces whatever a freed object at the same address left.
-            let _ = TLS_SESSIONS.insert(&key, &client_state(0, 0), 0);
+            store_state(&key, client_state(0, 0));
         }
         function::SSL_SET_ACCEPT_STATE => mark_server(&key),
         function::SSL_FREE | function::GNUTLS_DEINIT => end_session(pid_tgid, cookie, &key),
@@ -234,17 +283,18 @@ pub fn tls_mark(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// The end of a session: forgets it, and sends a record when a handshake was tried and had not
-/// succeeded, so that the daemon reports the failure.
+/// Clears the entry of a session that ended, and sends a record when a handshake was tried and
+/// had not succeeded, so that the daemon reports the failure.
 #[inline(always)]
 fn end_session(pid_tgid: u64, cookie: u64, key: &SessionKey) {
-    let Some(state) = TLS_SESSIONS.get_ptr(key) else {
+    let Some(entry) = live_session(key) else {
         let _ = TLS_NAMES.remove(key);
         return;
     };
-    // SAFETY: the pointer comes from a successful lookup; the value is copied at once.
-    let state = unsafe { *state };
-    let _ = TLS_SESSIONS.remove(key);
+    let state = *entry;
+    // The entry stays, cleared: the next session at this address, which allocators hand out
+    // again at once, then overwrites it in place instead of adding an element.
+    entry.flags = 0;
     if state.flags & (SESSION_ATTEMPTED | SESSION_DONE | SESSION_SERVER) != SESSION_ATTEMPTED {
         let _ = TLS_NAMES.remove(key);
         return;
@@ -271,8 +321,8 @@ fn end_session(pid_tgid: u64, cookie: u64, key: &SessionKey) {
     count(counters::RECORDS_EMITTED);
 }
 
-/// Marks a server session, counting it once. An existing entry (a client object at a reused
-/// address) becomes a server.
+/// Marks a server session and counts the call as dropped. An existing entry (a client object
+/// at a reused address) becomes a server.
 #[inline(always)]
 fn mark_server(key: &SessionKey) {
     let state = SessionState {
@@ -280,12 +330,32 @@ fn mark_server(key: &SessionKey) {
         reserved: 0,
         started_ns: 0,
     };
-    if TLS_SESSIONS.insert(key, &state, NOEXIST).is_ok() {
-        count(counters::TLS_SERVER_SESSIONS);
-    } else if let Some(existing) = TLS_SESSIONS.get_ptr_mut(key) {
+    count(counters::TLS_SERVER_CALLS);
+    store_state(key, state);
+}
+
+/// Returns the session's entry unless it is missing or cleared (flags 0, left by the end of
+/// an earlier session at the same address).
+#[inline(always)]
+fn live_session(key: &SessionKey) -> Option<&'static mut SessionState> {
+    let state = TLS_SESSIONS.get_ptr_mut(key)?;
+    // SAFETY: the pointer comes from a successful lookup and stays valid for this program run.
+    // Only threads of this process use the key, and the fields are plain integers.
+    let state = unsafe { &mut *state };
+    (state.flags != 0).then_some(state)
+}
+
+/// Stores a session's state, in place when the map has an entry for it (a cleared one, most
+/// of the time), which costs less than a new element.
+#[inline(always)]
+fn store_state(key: &SessionKey, state: SessionState) {
+    match TLS_SESSIONS.get_ptr_mut(key) {
         // SAFETY: the pointer comes from a successful lookup; only threads of this process use
         // the key.
-        unsafe { *existing = state };
+        Some(existing) => unsafe { *existing = state },
+        None => {
+            let _ = TLS_SESSIONS.insert(key, &state, 0);
+        }
     }
 }
 
@@ -342,6 +412,10 @@ fn try_return(ctx: &RetProbeContext) -> Result<(), ()> {
         return Ok(());
     }
     let session = arguments.first;
+    if is_server_session(cookie, session) == Some(true) {
+        count(counters::TLS_SERVER_CALLS);
+        return Ok(());
+    }
     let key = session_key(pid_tgid, session);
     if !track_outcome(&key, function, result, arguments.entered_ns) {
         return Ok(());
@@ -386,7 +460,7 @@ fn start_gnutls_session(pid_tgid: u64, arguments: &CallArguments, result: i64) {
     if arguments.second & GNUTLS_SERVER != 0 {
         mark_server(&key);
     } else {
-        let _ = TLS_SESSIONS.insert(&key, &client_state(0, 0), 0);
+        store_state(&key, client_state(0, 0));
     }
 }
 
@@ -406,14 +480,15 @@ fn track_outcome(key: &SessionKey, function: u8, result: i64, entered_ns: u64) -
     } else {
         SESSION_ATTEMPTED
     };
-    let Some(state) = TLS_SESSIONS.get_ptr_mut(key) else {
-        let _ = TLS_SESSIONS.insert(key, &client_state(outcome, entered_ns), 0);
+    let Some(state) = live_session(key) else {
+        store_state(key, client_state(outcome, entered_ns));
         return true;
     };
-    // SAFETY: the pointer comes from a successful lookup; only threads of this process use the
-    // key, and the fields are plain integers.
-    let state = unsafe { &mut *state };
-    if state.flags & (SESSION_SERVER | SESSION_DONE) != 0 {
+    if state.flags & SESSION_SERVER != 0 {
+        count(counters::TLS_SERVER_CALLS);
+        return false;
+    }
+    if state.flags & SESSION_DONE != 0 {
         return false;
     }
     if state.flags & SESSION_ATTEMPTED == 0 {

@@ -38,8 +38,8 @@ pub struct Counters {
     pub tls_calls: u64,
     /// TLS return probes without a matching entry.
     pub tls_returns_unmatched: u64,
-    /// Server-side TLS sessions, whose calls are dropped in the kernel.
-    pub tls_server_sessions: u64,
+    /// Calls on server-side TLS sessions, dropped in the kernel.
+    pub tls_server_calls: u64,
 }
 
 impl Counters {
@@ -69,7 +69,7 @@ impl Counters {
             connects_unfinished: sum(index::CONNECTS_UNFINISHED),
             tls_calls: sum(index::TLS_CALLS),
             tls_returns_unmatched: sum(index::TLS_RETURNS_UNMATCHED),
-            tls_server_sessions: sum(index::TLS_SERVER_SESSIONS),
+            tls_server_calls: sum(index::TLS_SERVER_CALLS),
         }
     }
 
@@ -97,7 +97,7 @@ impl Counters {
             ("connects_unfinished", self.connects_unfinished),
             ("tls_calls", self.tls_calls),
             ("tls_returns_unmatched", self.tls_returns_unmatched),
-            ("tls_server_sessions", self.tls_server_sessions),
+            ("tls_server_calls", self.tls_server_calls),
         ]
     }
 }

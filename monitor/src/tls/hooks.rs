@@ -252,6 +252,7 @@ impl TlsHooks {
                     hook.function,
                     hook.flags,
                     library.in_init_offset,
+                    library.server_offset,
                     number,
                 )),
             };

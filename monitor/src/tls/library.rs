@@ -62,6 +62,9 @@ pub struct Library {
     pub hooks: Vec<Hook>,
     /// Offset of `statem.in_init` in the `SSL` object, read from the code of `SSL_in_init`.
     pub in_init_offset: Option<u16>,
+    /// Offset of `server` in the `SSL` object, read from the code of `SSL_is_server`; only
+    /// known together with `in_init_offset`.
+    pub server_offset: Option<u16>,
 }
 
 /// One function credwatch hooks: its symbol, the program(s) and the function number.
@@ -222,11 +225,28 @@ fn inspect_data<'data, R: object::ReadRef<'data>>(
         _ => None,
     };
 
+    let server_offset = match (in_init_offset, exported.get("SSL_is_server")) {
+        (Some(_), Some(&offset)) => read_code(data, offset)
+            .as_deref()
+            .and_then(field_offset_of_getter)
+            .filter(|&offset| cookie::server_offset_fits(offset)),
+        _ => None,
+    };
+
     let mut hooks = Vec::new();
     for want in functions {
         let Some(&offset) = exported.get(want.symbol) else {
             continue;
         };
+        // With both offsets the programs read a session's role and state from the `SSL`
+        // object, so the role functions, called once per session at both ends, need no probe.
+        let role = matches!(
+            want.function,
+            function::SSL_SET_CONNECT_STATE | function::SSL_SET_ACCEPT_STATE
+        );
+        if role && server_offset.is_some() {
+            continue;
+        }
         for &program in want.programs {
             // With the `in_init` offset the read and write entry probes see a finished
             // handshake themselves, so those functions need no return probe.
@@ -252,6 +272,7 @@ fn inspect_data<'data, R: object::ReadRef<'data>>(
         kind,
         hooks,
         in_init_offset,
+        server_offset,
     }))
 }
 
@@ -481,6 +502,17 @@ mod tests {
                     .iter()
                     .any(|hook| hook.program == "tls_return" && hook.symbol == "SSL_read"),
                 "no return probe is needed on SSL_read"
+            );
+            assert!(
+                library.server_offset.is_some(),
+                "SSL_is_server not recognised"
+            );
+            assert!(
+                !library
+                    .hooks
+                    .iter()
+                    .any(|hook| hook.symbol.starts_with("SSL_set_")),
+                "the role functions need no probe"
             );
         }
     }
