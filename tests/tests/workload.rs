@@ -823,3 +823,83 @@ fn kubelet_tls_settings_are_checked_at_start() {
     assert!(stderr.contains("kubernetes.kubelet_ca_file"), "{stderr}");
     assert!(stderr.contains("absent-ca.crt"), "{stderr}");
 }
+
+/// Starts `command` under `pid` by moving the kernel's last allocated pid just below it. Another
+/// process on the host may take the pid first, so the start is retried; a child that got
+/// another pid is ended by its own pid. Returns `None` when every try missed.
+fn spawn_with_pid(pid: u32, command: &mut Command) -> Option<Child> {
+    for _ in 0..50 {
+        fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .expect("failed to write /proc/sys/kernel/ns_last_pid (needs root)");
+        let mut child = command.spawn().expect("failed to start the second reader");
+        if child.id() == pid {
+            return Some(child);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    None
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn reused_pid_reports_the_new_process() {
+    let mut daemon = Daemon::start("");
+    let (file, text) = aws_file(&daemon);
+    let from_file = |pid: u32| {
+        let text = text.clone();
+        move |event: &Value| {
+            event["attributes"]["file.path"] == text.as_str()
+                && event["attributes"]["process.pid"] == pid
+        }
+    };
+
+    let first = Command::new("/bin/cat")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(first.success());
+    let cat_pid = daemon.wait_for("the first reader's event", |event| {
+        event["attributes"]["file.path"] == text.as_str()
+            && event["attributes"]["process.executable.name"] == "cat"
+    })["attributes"]["process.pid"]
+        .as_u64()
+        .unwrap() as u32;
+
+    let second = spawn_with_pid(
+        cat_pid,
+        Command::new("/usr/bin/head")
+            .args(["-c", "1"])
+            .arg(&file)
+            .stdout(Stdio::null()),
+    );
+    let Some(mut second) = second else {
+        panic!("pid {cat_pid} was taken by other processes 50 times in a row");
+    };
+    assert!(second.wait().unwrap().success());
+    let event = daemon.wait_for("the second reader's event", |event| {
+        from_file(cat_pid)(event) && event["attributes"]["process.executable.name"] == "head"
+    });
+    daemon.barrier();
+    assert!(daemon.stop().success());
+
+    assert_eq!(
+        attribute(&event, "process.executable.path"),
+        "/usr/bin/head"
+    );
+    assert!(
+        attribute(&event, "process.command_line").starts_with("/usr/bin/head -c 1"),
+        "{event}"
+    );
+    let events: Vec<Value> = daemon
+        .events()
+        .into_iter()
+        .filter(from_file(cat_pid))
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .filter_map(|event| event["attributes"]["process.executable.name"].as_str())
+        .collect();
+    assert_eq!(names, ["cat", "head"], "{events:#?}");
+}
