@@ -671,7 +671,7 @@ impl TlsKubelet {
         }
     }
 
-    /// The `kubernetes` section that reaches this kubelet with `ca` and `token`.
+    /// Returns the `kubernetes` section that reaches this kubelet with `ca` and `token`.
     fn section(&self, ca: &str, token: &Path) -> String {
         format!(
             "kubernetes:\n  kubelet_address: 127.0.0.1:{}\n  kubelet_tls: true\n  \
@@ -824,9 +824,9 @@ fn kubelet_tls_settings_are_checked_at_start() {
     assert!(stderr.contains("absent-ca.crt"), "{stderr}");
 }
 
-/// Starts `command` under `pid` by moving the kernel's last allocated pid just below it. Another
-/// process on the host may take the pid first, so the start is retried; a child that got
-/// another pid is ended by its own pid. Returns `None` when every try missed.
+/// Starts `command` under `pid` by moving the kernel's last allocated pid just below it.
+/// Another process on the host may take the pid first, so the start is retried, and a child
+/// that got another pid is ended by its own pid. Returns `None` when every try missed.
 fn spawn_with_pid(pid: u32, command: &mut Command) -> Option<Child> {
     for _ in 0..50 {
         fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
