@@ -2,7 +2,8 @@
 
 use std::{fs, time::SystemTime};
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::clock::rfc3339;
 
@@ -85,18 +86,32 @@ impl Event {
         self
     }
 
-    /// The JSON object written by the JSON-lines sink.
-    pub fn to_json(&self, resource: &Resource) -> Value {
-        json!({
-            "time": rfc3339(self.time),
-            "observed_time": rfc3339(SystemTime::now()),
-            "event_name": self.name,
-            "severity_text": self.severity.text(),
-            "severity_number": self.severity.number(),
-            "attributes": self.attributes,
-            "resource": resource.attributes,
-        })
+    /// Returns the line the JSON-lines sink writes. It borrows the attributes, so writing an
+    /// event copies none of them.
+    pub fn line<'a>(&'a self, resource: &'a Resource) -> Line<'a> {
+        Line {
+            attributes: &self.attributes,
+            event_name: self.name,
+            observed_time: rfc3339(SystemTime::now()),
+            resource: &resource.attributes,
+            severity_number: self.severity.number(),
+            severity_text: self.severity.text(),
+            time: rfc3339(self.time),
+        }
     }
+}
+
+/// One JSON line: an event with its resource. The fields are in alphabetical order, as in a
+/// JSON object built from a sorted map.
+#[derive(Debug, Serialize)]
+pub struct Line<'a> {
+    attributes: &'a Map<String, Value>,
+    event_name: &'a str,
+    observed_time: String,
+    resource: &'a Map<String, Value>,
+    severity_number: u8,
+    severity_text: &'a str,
+    time: String,
 }
 
 /// Attributes of the host and the daemon, the same on every event.

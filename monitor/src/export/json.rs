@@ -105,7 +105,7 @@ impl JsonLinesSink {
 
     /// Writes one event.
     pub fn write(&mut self, event: &Event) -> Result<(), ExportError> {
-        let line = event.to_json(&self.resource);
+        let line = event.line(&self.resource);
         serde_json::to_writer(&mut self.writer, &line)
             .map_err(io::Error::from)
             .and_then(|()| self.writer.write_all(b"\n"))
@@ -153,6 +153,31 @@ mod tests {
         assert_eq!(value["attributes"]["process.pid"], 42);
         assert_eq!(value["resource"]["service.name"], "credwatch");
         assert_eq!(value["severity_number"], 9);
+        assert_eq!(value["severity_text"], "INFO");
+        assert!(value["observed_time"].as_str().unwrap().ends_with('Z'));
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "attributes",
+                "event_name",
+                "observed_time",
+                "resource",
+                "severity_number",
+                "severity_text",
+                "time"
+            ]
+        );
+        assert!(
+            lines[0].starts_with("{\"attributes\":{\"file.path\""),
+            "{}",
+            lines[0]
+        );
     }
 
     #[test]
