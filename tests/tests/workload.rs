@@ -903,3 +903,31 @@ fn reused_pid_reports_the_new_process() {
         .collect();
     assert_eq!(names, ["cat", "head"], "{events:#?}");
 }
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn user_subtree_cannot_claim_a_pod_or_a_system_unit() {
+    let mut daemon = Daemon::start("");
+    let underscored = POD_UID.replace('-', "_");
+    let user = "user.slice/user-1000.slice/user@1000.service";
+
+    let faked_pod = read_inside(
+        &daemon,
+        &format!("{user}/kubepods.slice/kubepods-pod{underscored}.slice/cri-containerd-{ID}.scope"),
+    );
+    let user_unit = read_inside(&daemon, &format!("{user}/app.slice/nginx.service"));
+    assert!(daemon.stop().success());
+
+    assert!(
+        faked_pod["attributes"].get("k8s.pod.uid").is_none(),
+        "{faked_pod}"
+    );
+    assert_eq!(
+        attribute(&faked_pod, "credwatch.workload.id"),
+        format!("container://1000@containerd/{ID}")
+    );
+    assert_eq!(
+        attribute(&user_unit, "credwatch.workload.id"),
+        "systemd://1000@nginx.service"
+    );
+}

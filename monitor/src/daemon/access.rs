@@ -269,22 +269,36 @@ fn set_workload_attributes(
             CgroupWorkload {
                 container_id: Some(id),
                 runtime,
+                delegated_uid,
                 ..
             },
-        ) => Some(format!("container://{}/{id}", runtime.unwrap_or("unknown"))),
+        ) => Some(format!(
+            "container://{}{}/{id}",
+            user_part(*delegated_uid),
+            runtime.unwrap_or("unknown")
+        )),
         (
             None,
             CgroupWorkload {
                 systemd_unit: Some(unit),
+                delegated_uid,
                 ..
             },
-        ) => Some(format!("systemd://{unit}")),
+        ) => Some(format!("systemd://{}{unit}", user_part(*delegated_uid))),
         (None, _) => process
             .executable
             .as_deref()
             .map(|path| format!("exe://{}", path.display())),
     };
     event.set_some("credwatch.workload.id", workload_id);
+}
+
+/// Returns the user part of a workload id in a subtree delegated to a user (`1000@`), so that
+/// a user's `nginx.service` or container never has the id of the system's.
+fn user_part(delegated_uid: Option<u32>) -> String {
+    delegated_uid
+        .map(|uid| format!("{uid}@"))
+        .unwrap_or_default()
 }
 
 fn resolve<'a>(

@@ -19,6 +19,8 @@ pub mod name {
     pub const TLS_HANDSHAKE: &str = "credwatch.tls.handshake";
     /// Probe states, counters and drops.
     pub const MONITOR_HEALTH: &str = "credwatch.monitor.health";
+    /// A detection rule found unusual use of a credential.
+    pub const FINDING: &str = "credwatch.finding";
 }
 
 /// OpenTelemetry log severities used by credwatch.

@@ -8,6 +8,10 @@
 //! or another nested runtime adds a second container level, so the innermost container and
 //! the pod above it are taken. A path without a container names a systemd unit or a login
 //! session instead.
+//!
+//! systemd delegates the subtree below `user@<uid>.service` to that user, who may create
+//! cgroups there with any name. A pod is therefore taken only below a `kubepods` cgroup and
+//! outside such a subtree, and containers and units inside one carry the user's uid.
 
 /// Workload facts that a cgroup path gives.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +27,9 @@ pub struct CgroupWorkload {
     pub systemd_unit: Option<String>,
     /// Login session scope, such as `session-3.scope`.
     pub session: Option<String>,
+    /// The user whose systemd manager owns the subtree (`user@<uid>.service`): rootless
+    /// containers and user units. Names in such a subtree are the user's choice.
+    pub delegated_uid: Option<u32>,
 }
 
 /// Scope prefixes of container runtimes with the systemd driver, and the runtime each names.
@@ -36,7 +43,12 @@ const SCOPE_PREFIXES: [(&str, &str); 4] = [
 /// Reads a cgroup v2 path such as `/kubepods.slice/.../cri-containerd-<id>.scope`.
 pub fn parse(path: &str) -> CgroupWorkload {
     let segments: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
-    let mut workload = CgroupWorkload::default();
+    let mut workload = CgroupWorkload {
+        delegated_uid: segments
+            .iter()
+            .find_map(|segment| user_manager_uid(segment)),
+        ..CgroupWorkload::default()
+    };
 
     let container = segments
         .iter()
@@ -60,11 +72,26 @@ pub fn parse(path: &str) -> CgroupWorkload {
     };
     workload.runtime = Some(runtime);
     workload.container_id = Some(id);
-    workload.pod_uid = segments[..index]
-        .iter()
-        .rev()
-        .find_map(|segment| pod_uid(segment));
+    if workload.delegated_uid.is_none() {
+        workload.pod_uid = (0..index).rev().find_map(|position| {
+            let below_kubepods = segments[..position]
+                .iter()
+                .any(|ancestor| ancestor.contains("kubepods"));
+            below_kubepods
+                .then(|| pod_uid(segments[position]))
+                .flatten()
+        });
+    }
     workload
+}
+
+/// Returns the uid of a user manager's unit, `user@<uid>.service`.
+fn user_manager_uid(segment: &str) -> Option<u32> {
+    segment
+        .strip_prefix("user@")?
+        .strip_suffix(".service")?
+        .parse()
+        .ok()
 }
 
 /// Returns the runtime and id of a container segment. `ancestors` are the segments above it,
@@ -206,7 +233,10 @@ mod tests {
             parse(&format!(
                 "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"
             )),
-            container("podman", None)
+            CgroupWorkload {
+                delegated_uid: Some(1000),
+                ..container("podman", None)
+            }
         );
         assert_eq!(
             parse(&format!("/libpod_parent/{ID}")),
@@ -233,6 +263,29 @@ mod tests {
         let user_unit =
             parse("/user.slice/user-1000.slice/user@1000.service/app.slice/sync.service");
         assert_eq!(user_unit.systemd_unit.as_deref(), Some("sync.service"));
+        assert_eq!(user_unit.delegated_uid, Some(1000));
+        assert_eq!(service.delegated_uid, None);
+    }
+
+    #[test]
+    fn pods_need_kubepods_outside_user_subtrees() {
+        let underscored = UID.replace('-', "_");
+        let faked = [
+            format!(
+                "/user.slice/user-1000.slice/user@1000.service/evil-pod{underscored}.slice/cri-containerd-{ID}.scope"
+            ),
+            format!(
+                "/user.slice/user-1000.slice/user@1000.service/kubepods.slice/kubepods-pod{underscored}.slice/cri-containerd-{ID}.scope"
+            ),
+            format!("/system.slice/evil-pod{underscored}.slice/cri-containerd-{ID}.scope"),
+        ];
+        for path in &faked {
+            let workload = parse(path);
+            assert_eq!(workload.pod_uid, None, "{path}");
+            assert_eq!(workload.container_id.as_deref(), Some(ID), "{path}");
+        }
+        assert_eq!(parse(&faked[0]).delegated_uid, Some(1000));
+        assert_eq!(parse(&faked[2]).delegated_uid, None);
     }
 
     #[test]
