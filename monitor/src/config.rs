@@ -92,9 +92,27 @@ impl KubernetesConfig {
                     .into(),
             });
         }
+        if !self.host_root.is_absolute() {
+            return Err(ConfigError::Invalid {
+                key: "kubernetes.host_root".into(),
+                value: self.host_root.display().to_string(),
+                allowed: "it must be an absolute path, such as / on a host or /host where a \
+                          DaemonSet mounts the host's root"
+                    .into(),
+            });
+        }
+        if self.kubelet_tls && self.kubelet_address.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "kubernetes.kubelet_tls".into(),
+                value: "true".into(),
+                allowed: "it needs kubernetes.kubelet_address, such as 10.0.0.5:10250; without \
+                          an address the kubelet is not read"
+                    .into(),
+            });
+        }
         if let Some(address) = &self.kubelet_address {
             let resolved = std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
-                .map(|mut addresses| addresses.next().is_some());
+                .map(|mut addresses| addresses.next().is_some_and(|found| found.port() != 0));
             if !matches!(resolved, Ok(true)) {
                 return Err(ConfigError::Invalid {
                     key: "kubernetes.kubelet_address".into(),
@@ -464,7 +482,21 @@ mod tests {
         assert!(error.contains("kubernetes.kubelet_ca_file"), "{error}");
         assert!(error.contains("missing-ca.crt"), "{error}");
 
-        let defaults = parse("kubernetes:\n  kubelet_tls: true\n").unwrap();
+        let error = parse("kubernetes:\n  kubelet_tls: true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("kubernetes.kubelet_address"), "{error}");
+        for bad in ["\"\"", "host", "./host"] {
+            let error = parse(&format!("kubernetes:\n  host_root: {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("kubernetes.host_root"), "{bad}: {error}");
+        }
+        let error = parse("kubernetes:\n  kubelet_address: 127.0.0.1:0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("kubernetes.kubelet_address"), "{error}");
+        let defaults = parse("kubernetes:\n  kubelet_refresh: 30s\n").unwrap();
         assert!(
             defaults
                 .kubernetes

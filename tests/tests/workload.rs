@@ -460,6 +460,7 @@ fn executable_hash_matches_sha256sum() {
 /// A kubelet stand-in on loopback that returns `response` to every request, until dropped.
 struct FakeKubelet {
     port: u16,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -472,6 +473,8 @@ impl FakeKubelet {
         let port = listener.local_addr().unwrap().port();
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let stopped = std::sync::Arc::clone(&stop);
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&requests);
         let thread = std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -480,6 +483,7 @@ impl FakeKubelet {
                         stream.set_nonblocking(false).unwrap();
                         let mut request = [0_u8; 1024];
                         let _ = stream.read(&mut request);
+                        counted.fetch_add(1, Ordering::Relaxed);
                         let _ = stream.write_all(response.as_bytes());
                     }
                     Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
@@ -488,6 +492,7 @@ impl FakeKubelet {
         });
         Self {
             port,
+            requests,
             stop,
             thread: Some(thread),
         }
@@ -774,8 +779,8 @@ fn kubelet_tls_failures_keep_events_flowing() {
     write_file(&wrong_token, &wrong_value);
     let cases = [
         (&kubelet, "other-ca.crt", &token_file, "certificate"),
-        (&kubelet, "ca.crt", &wrong_token, "nodes/proxy"),
-        (&slow, "ca.crt", &slow.dir.path().join("token"), "read"),
+        (&kubelet, "ca.crt", &wrong_token, "did not accept the token"),
+        (&slow, "ca.crt", &slow.dir.path().join("token"), "timed out"),
     ];
 
     for (server, ca, token, expected) in cases {
@@ -929,5 +934,43 @@ fn user_subtree_cannot_claim_a_pod_or_a_system_unit() {
     assert_eq!(
         attribute(&user_unit, "credwatch.workload.id"),
         "systemd://1000@nginx.service"
+    );
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn unlisted_pod_does_not_flood_the_kubelet() {
+    let body = r#"{"kind":"PodList","items":[]}"#;
+    let kubelet = FakeKubelet::start(format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    let mut daemon = Daemon::start_with_config(&format!(
+        "kubernetes:\n  kubelet_address: 127.0.0.1:{}\n  kubelet_refresh: 60s\n",
+        kubelet.port
+    ));
+
+    // Every read from a pod the kubelet does not list asks for a new list.
+    let cgroup = TestCgroup::create(&pod_cgroup(POD_UID));
+    let (file, _) = aws_file(&daemon);
+    let started = std::time::Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let reader = WaitingReader::start(&file);
+        cgroup.enter(reader.child.id());
+        reader.go();
+        reads += 1;
+    }
+    daemon.barrier();
+    let seconds = started.elapsed().as_secs() + 1;
+    assert!(daemon.stop().success());
+    drop(cgroup);
+
+    let fetches = kubelet.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(reads >= 10, "only {reads} reads");
+    // One fetch at start, then at most one per second.
+    assert!(
+        fetches as u64 <= seconds + 2,
+        "{fetches} fetches for {reads} reads in {seconds} s"
     );
 }

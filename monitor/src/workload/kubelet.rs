@@ -13,13 +13,17 @@ use std::{
         Arc, Mutex,
         mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
 use super::kubelet_client::Transport;
 use crate::config::KubernetesConfig;
+
+/// Shortest time between two fetches. A stream of reads from a pod the kubelet does not list
+/// asks for a fetch at every read.
+const MIN_FETCH_GAP: Duration = Duration::from_secs(1);
 
 /// A container of a pod, as the kubelet reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -99,7 +103,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs the worker: fetches on request and at every interval, logging a change of state once.
+/// Runs the worker: fetches on request and at every interval, at most once per
+/// [`MIN_FETCH_GAP`], and logs each change of state once.
 fn run(
     address: SocketAddr,
     transport: &Transport,
@@ -107,32 +112,67 @@ fn run(
     requests: &Receiver<()>,
     pods: &Mutex<HashMap<String, KubeletPod>>,
 ) {
-    let mut failing = false;
+    let mut state = FetchState::Starting;
+    let mut last_fetch: Option<Instant> = None;
     loop {
         match requests.recv_timeout(interval) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        match transport
-            .fetch_pods(address)
-            .and_then(|body| parse_pod_list(&body))
-        {
-            Ok(list) => {
-                if failing {
-                    tracing::info!(%address, pods = list.len(), "the kubelet responds again");
-                }
-                failing = false;
-                *lock(pods) = list;
-            }
-            Err(error) => {
-                if !failing {
-                    tracing::warn!(%address, %error, "failed to read pods from the kubelet; events go without the pods' owners, labels and images until it responds");
-                }
-                failing = true;
-            }
+        if let Some(gap) = last_fetch.map(|last| MIN_FETCH_GAP.saturating_sub(last.elapsed())) {
+            std::thread::sleep(gap);
         }
+        last_fetch = Some(Instant::now());
+        let result = transport
+            .fetch_pods(address)
+            .and_then(|body| parse_pod_list(&body));
+        state = state.next(&address, result, pods);
         // The fetch just made serves the requests that arrived during it.
         while requests.try_recv().is_ok() {}
+    }
+}
+
+/// The outcome of the worker's last fetch, kept so that each change is logged once.
+#[derive(Debug, PartialEq)]
+enum FetchState {
+    /// No fetch finished yet.
+    Starting,
+    /// The last fetch succeeded.
+    Answering,
+    /// The last fetch failed with this error.
+    Failing(String),
+}
+
+impl FetchState {
+    /// Stores a successful list and logs a change of state.
+    fn next(
+        self,
+        address: &SocketAddr,
+        result: Result<HashMap<String, KubeletPod>, String>,
+        pods: &Mutex<HashMap<String, KubeletPod>>,
+    ) -> Self {
+        match result {
+            Ok(list) => {
+                match self {
+                    Self::Failing(_) => {
+                        tracing::info!(%address, pods = list.len(), "the kubelet responds again");
+                    }
+                    Self::Starting => {
+                        tracing::info!(%address, pods = list.len(), "read the pod list from the kubelet");
+                    }
+                    Self::Answering => {}
+                }
+                *lock(pods) = list;
+                Self::Answering
+            }
+            Err(error) => {
+                if self != Self::Failing(error.clone()) {
+                    let kept = lock(pods).len();
+                    tracing::warn!(%address, %error, pods_kept = kept, "failed to read pods from the kubelet; events keep the last pod list read, and pods it lacks go without owners, labels and images until the kubelet responds");
+                }
+                Self::Failing(error)
+            }
+        }
     }
 }
 
@@ -153,23 +193,25 @@ fn parse_pod(item: &Value) -> Option<(String, KubeletPod)> {
     let uid = text(metadata, "uid")?;
     let spec = item.get("spec").cloned().unwrap_or(Value::Null);
     let mut containers: HashMap<String, KubeletContainer> = HashMap::new();
-    let statuses = item
-        .pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten();
+    // Init and ephemeral (debug) containers run as containers of the pod too.
+    let statuses = [
+        "/status/containerStatuses",
+        "/status/initContainerStatuses",
+        "/status/ephemeralContainerStatuses",
+    ]
+    .into_iter()
+    .filter_map(|pointer| item.pointer(pointer).and_then(Value::as_array))
+    .flatten();
     for status in statuses {
         let (Some(name), Some(id)) = (text(status, "name"), text(status, "containerID")) else {
             continue;
         };
         let id = id.rsplit("://").next().unwrap_or(&id).to_owned();
-        let image = spec
-            .get("containers")
-            .and_then(Value::as_array)
-            .and_then(|list| {
-                list.iter()
-                    .find(|container| text(container, "name").as_deref() == Some(&name))
-            })
+        let image = ["containers", "initContainers", "ephemeralContainers"]
+            .into_iter()
+            .filter_map(|key| spec.get(key).and_then(Value::as_array))
+            .flatten()
+            .find(|container| text(container, "name").as_deref() == Some(&name))
             .and_then(|container| text(container, "image"))
             .or_else(|| text(status, "image"));
         let image_digest = text(status, "imageID")
@@ -274,6 +316,44 @@ mod tests {
         assert_eq!(report.owner, Some(("CronJob".into(), "report".into())));
         let agent = &pods["11111111-2222-3333-4444-555555555555"];
         assert_eq!(agent.owner, Some(("DaemonSet".into(), "agent".into())));
+    }
+
+    #[test]
+    fn init_and_debug_containers_are_named() {
+        let list = r#"{"items":[{"metadata":{"name":"web-0","namespace":"shop","uid":"u-1"},
+          "spec":{"initContainers":[{"name":"setup","image":"registry.example.test/setup:1"}],
+                  "ephemeralContainers":[{"name":"debugger","image":"registry.example.test/debug:2"}]},
+          "status":{"initContainerStatuses":[{"name":"setup","containerID":"cri-o://aa11"}],
+                    "ephemeralContainerStatuses":[{"name":"debugger","containerID":"containerd://bb22"}]}}]}"#;
+        let pods = parse_pod_list(list.as_bytes()).unwrap();
+
+        let pod = &pods["u-1"];
+        assert_eq!(pod.containers["aa11"].name, "setup");
+        assert_eq!(
+            pod.containers["aa11"].image.as_deref(),
+            Some("registry.example.test/setup:1")
+        );
+        assert_eq!(pod.containers["bb22"].name, "debugger");
+        assert_eq!(
+            pod.containers["bb22"].image.as_deref(),
+            Some("registry.example.test/debug:2")
+        );
+    }
+
+    #[test]
+    fn failures_keep_the_last_list() {
+        let pods = Mutex::new(HashMap::new());
+        let address: SocketAddr = "127.0.0.1:10255".parse().unwrap();
+        let list = parse_pod_list(LIST.as_bytes()).unwrap();
+
+        let state = FetchState::Starting.next(&address, Ok(list), &pods);
+        assert_eq!(state, FetchState::Answering);
+        let state = state.next(&address, Err("connect: refused".into()), &pods);
+        assert_eq!(state, FetchState::Failing("connect: refused".into()));
+        assert_eq!(lock(&pods).len(), 3);
+        let state = state.next(&address, Ok(HashMap::new()), &pods);
+        assert_eq!(state, FetchState::Answering);
+        assert!(lock(&pods).is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::{
     net::{IpAddr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rustls::{
@@ -25,6 +25,9 @@ use crate::config::KubernetesConfig;
 
 /// Time allowed to connect and for each read or write.
 const TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for a whole response, so that a kubelet sending a byte at a time cannot hold
+/// the worker.
+const RESPONSE_DEADLINE: Duration = Duration::from_secs(10);
 /// Largest response read; a node runs at most a few hundred pods.
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest token file read; a service-account token is a few kilobytes.
@@ -83,21 +86,36 @@ impl Transport {
                 let connection =
                     ClientConnection::new(Arc::clone(&tls.config), tls.server_name.clone())
                         .map_err(|error| format!("TLS: {error}"))?;
-                exchange(StreamOwned::new(connection, stream), &request).map_err(|error| {
-                    if error.contains("certificate") {
-                        format!(
-                            "{error}; kubernetes.kubelet_ca_file must hold the CA that signed \
-                             the kubelet's serving certificate, and the certificate must name \
-                             {:?} (kubernetes.kubelet_server_name)",
-                            tls.server_name.to_str()
-                        )
-                    } else {
-                        error
-                    }
-                })?
+                exchange(StreamOwned::new(connection, stream), &request)
+                    .map_err(|error| tls_hint(error, &tls.server_name))?
             }
         };
         body_of_ok(&response)
+    }
+}
+
+/// Adds what to check to a TLS failure.
+fn tls_hint(error: String, server_name: &ServerName<'_>) -> String {
+    if error.contains("UnknownIssuer") || error.contains("BadSignature") {
+        format!(
+            "{error}; kubernetes.kubelet_ca_file must hold the CA that signed the kubelet's \
+             serving certificate"
+        )
+    } else if error.contains("NotValidForName") {
+        format!(
+            "{error}; the kubelet's certificate does not name {:?}: set \
+             kubernetes.kubelet_server_name to a name it carries",
+            server_name.to_str()
+        )
+    } else if error.contains("certificate") {
+        format!("{error}; check kubernetes.kubelet_ca_file and kubernetes.kubelet_server_name")
+    } else if error.contains("InvalidContentType") || error.contains("corrupt message") {
+        format!(
+            "{error}; the port does not speak TLS: use the kubelet's authenticated port \
+             (usually 10250) or set kubernetes.kubelet_tls to false"
+        )
+    } else {
+        error
     }
 }
 
@@ -209,14 +227,46 @@ fn exchange(mut stream: impl Read + Write, request: &str) -> Result<Vec<u8>, Str
         .write_all(request.as_bytes())
         .and_then(|()| stream.flush())
         .map_err(|error| format!("send: {error}"))?;
+    let deadline = Instant::now() + RESPONSE_DEADLINE;
     let mut response = Vec::new();
-    match stream.take(MAX_RESPONSE_BYTES).read_to_end(&mut response) {
-        Ok(_) => Ok(response),
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof && !response.is_empty() => {
-            Ok(response)
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(response),
+            Ok(read) => response.extend_from_slice(&chunk[..read]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof && !response.is_empty() => {
+                return Ok(response);
+            }
+            Err(error) if is_timeout(&error) => {
+                return Err(format!(
+                    "read: timed out after {} s without data",
+                    TIMEOUT.as_secs()
+                ));
+            }
+            Err(error) => return Err(format!("read: {error}")),
         }
-        Err(error) => Err(format!("read: {error}")),
+        if response.len() as u64 > MAX_RESPONSE_BYTES {
+            return Err(format!(
+                "the response is larger than {} MiB",
+                MAX_RESPONSE_BYTES >> 20
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "timed out: the response took longer than {} s",
+                RESPONSE_DEADLINE.as_secs()
+            ));
+        }
     }
+}
+
+/// Tells whether a read failed on its socket timeout (`EAGAIN` on Linux).
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// Returns the body of a `200` response.
@@ -232,9 +282,13 @@ fn body_of_ok(response: &[u8]) -> Result<Vec<u8>, String> {
     let status = String::from_utf8_lossy(status_line);
     match status.split_whitespace().nth(1) {
         Some("200") => Ok(response[header_end + 4..].to_vec()),
-        Some("401" | "403") => Err(format!(
-            "the kubelet responded {status:?}: the token was refused; its service account needs \
-             `get` on the `nodes/proxy` resource"
+        Some("401") => Err(format!(
+            "the kubelet responded {status:?}: it did not accept the token (expired, revoked, or \
+             for another audience); check kubernetes.kubelet_token_file"
+        )),
+        Some("403") => Err(format!(
+            "the kubelet responded {status:?}: the token's service account may not read pods; \
+             it needs `get` on the `nodes/proxy` resource"
         )),
         _ => Err(format!("the kubelet responded {status:?}")),
     }
@@ -331,10 +385,52 @@ mod tests {
         assert!(request(address, Some("abc")).contains("Authorization: Bearer abc\r\n"));
     }
 
+    /// A stream whose reads fail as a socket timeout does.
+    struct Silent;
+
+    impl Read for Silent {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    impl Write for Silent {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn silent_kubelet_times_out_in_words() {
+        let error = exchange(Silent, "GET /pods HTTP/1.0\r\n\r\n").unwrap_err();
+        assert_eq!(error, "read: timed out after 3 s without data");
+    }
+
+    #[test]
+    fn tls_errors_say_what_to_check() {
+        let name = ServerName::try_from("node-1.example.test").unwrap();
+        let issuer = tls_hint("invalid peer certificate: UnknownIssuer".into(), &name);
+        assert!(issuer.contains("kubelet_ca_file"), "{issuer}");
+        assert!(!issuer.contains("kubelet_server_name"), "{issuer}");
+        let wrong_name = tls_hint("invalid peer certificate: NotValidForName".into(), &name);
+        assert!(wrong_name.contains("node-1.example.test"), "{wrong_name}");
+        let plain = tls_hint(
+            "received corrupt message of type InvalidContentType".into(),
+            &name,
+        );
+        assert!(plain.contains("kubelet_tls"), "{plain}");
+    }
+
     #[test]
     fn refused_token_names_the_permission() {
-        let error = body_of_ok(b"HTTP/1.1 401 Unauthorized\r\n\r\n").unwrap_err();
+        let error = body_of_ok(b"HTTP/1.1 403 Forbidden\r\n\r\n").unwrap_err();
         assert!(error.contains("nodes/proxy"), "{error}");
+        let error = body_of_ok(b"HTTP/1.1 401 Unauthorized\r\n\r\n").unwrap_err();
+        assert!(error.contains("did not accept the token"), "{error}");
         assert_eq!(
             body_of_ok(b"HTTP/1.0 200 OK\r\n\r\n{}").unwrap(),
             b"{}".to_vec()
