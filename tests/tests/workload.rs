@@ -226,7 +226,8 @@ fn runtimes_and_drivers_are_recognised() {
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn systemd_service_outside_containers() {
-    let mut daemon = Daemon::start("");
+    let state = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start_with_state("", state.path());
     let event = read_inside(&daemon, "system.slice/credwatch-test-app.service");
     assert!(daemon.stop().success());
 
@@ -235,6 +236,26 @@ fn systemd_service_outside_containers() {
         "credwatch-test-app.service"
     );
     assert!(event["attributes"].get("container.id").is_none(), "{event}");
+
+    // The inventory names the workload of each consumer.
+    let output = Command::new(credwatch_tests::credwatch_binary())
+        .args(["inventory", "--format", "json", "--state-dir"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let inventory: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let workloads: Vec<&str> = inventory
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|credential| credential["consumers"].as_array().unwrap())
+        .filter_map(|consumer| consumer["workload"].as_str())
+        .collect();
+    assert!(
+        workloads.contains(&"systemd://credwatch-test-app.service"),
+        "{inventory}"
+    );
 }
 
 /// Catalogue entry that makes a test file a service-account token.

@@ -138,6 +138,8 @@ pub struct Reader<'a> {
     pub cgroup_dir: Option<PathBuf>,
     /// Its executable, for the consumer list.
     pub executable: &'a str,
+    /// `credwatch.workload.id` of the reader, or empty when it has none.
+    pub workload: &'a str,
 }
 
 impl Identities {
@@ -185,9 +187,9 @@ impl Identities {
         };
         for credential in &identity.credentials {
             self.remember_reader(reader.pid, &credential.id);
-            let result = self
-                .store
-                .record_use(&credential.id, reader.executable, "", now_ms);
+            let result =
+                self.store
+                    .record_use(&credential.id, reader.executable, reader.workload, now_ms);
             self.check_store(result);
         }
         identity
@@ -206,12 +208,18 @@ impl Identities {
     }
 
     /// Records a credential found outside a file (in arguments or an environment) and its use.
-    pub fn exposed(&mut self, credential: &CredentialRecord, executable: &str, now_ms: i64) {
+    pub fn exposed(
+        &mut self,
+        credential: &CredentialRecord,
+        executable: &str,
+        workload: &str,
+        now_ms: i64,
+    ) {
         let result = self.store.record_credential(credential, None, now_ms);
         self.check_store(result);
         let result = self
             .store
-            .record_use(&credential.id, executable, "", now_ms);
+            .record_use(&credential.id, executable, workload, now_ms);
         self.check_store(result);
     }
 

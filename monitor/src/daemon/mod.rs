@@ -444,11 +444,13 @@ impl Daemon {
                 .as_deref()
                 .map(|path| path.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            let workload = workload_id(&event);
             let reader = Reader {
                 pid: open.pid,
                 ppid: process.ppid,
                 cgroup_dir,
                 executable: &executable,
+                workload: &workload,
             };
             let identity =
                 self.identities
@@ -584,7 +586,6 @@ impl Daemon {
             expires_at: exposure.expires_at,
             details: exposure.details.clone(),
         };
-        self.identities.exposed(&record, &executable, unix_ms(time));
 
         let severity = match exposure.location {
             Location::Argument { .. } => Severity::Warn,
@@ -618,6 +619,9 @@ impl Daemon {
         }
         let mut context = self.context();
         set_process_attributes(&mut event, process, uid, cgroup_id, &mut context);
+        let workload = workload_id(&event);
+        self.identities
+            .exposed(&record, &executable, &workload, unix_ms(time));
         self.emit(event);
     }
 
@@ -787,4 +791,14 @@ fn write_ready_file(path: &Path) -> Result<(), DaemonError> {
     temporary.push(".tmp");
     fs::write(&temporary, format!("{}\n", std::process::id())).map_err(to_error)?;
     fs::rename(&temporary, path).map_err(to_error)
+}
+
+/// Returns the event's `credwatch.workload.id`, or an empty string when it has none.
+fn workload_id(event: &Event) -> String {
+    event
+        .attributes
+        .get("credwatch.workload.id")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
