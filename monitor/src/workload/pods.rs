@@ -38,6 +38,8 @@ pub struct PodDirectory {
     host_root: PathBuf,
     pods: HashMap<String, PodMeta>,
     last_listing: Option<Instant>,
+    /// When the token of each pod without a known service account was last looked for.
+    account_checked: HashMap<String, Instant>,
 }
 
 impl PodDirectory {
@@ -47,11 +49,13 @@ impl PodDirectory {
             host_root: host_root.to_path_buf(),
             pods: HashMap::new(),
             last_listing: None,
+            account_checked: HashMap::new(),
         }
     }
 
     /// Returns the metadata of the pod `uid`. An unknown uid lists the pod directories again,
-    /// at most once per [`RELIST_AFTER`].
+    /// and a pod without a known service account has its token looked for again, each at
+    /// most once per [`RELIST_AFTER`].
     pub fn lookup(&mut self, uid: &str) -> Option<&PodMeta> {
         if !self.pods.contains_key(uid)
             && self
@@ -60,7 +64,31 @@ impl PodDirectory {
         {
             self.list();
         }
+        self.refresh_account(uid);
         self.pods.get(uid)
+    }
+
+    /// Looks again for the token of a known pod that had none, such as a pod whose token
+    /// volume was mounted after its log directory appeared.
+    fn refresh_account(&mut self, uid: &str) {
+        let Some(meta) = self.pods.get(uid) else {
+            return;
+        };
+        if meta.service_account.is_some() {
+            return;
+        }
+        let due = self
+            .account_checked
+            .get(uid)
+            .is_none_or(|at| at.elapsed() >= RELIST_AFTER);
+        if !due {
+            return;
+        }
+        self.account_checked.insert(uid.to_owned(), Instant::now());
+        let account = service_account(&self.host_root, uid, &meta.namespace);
+        if let Some(meta) = self.pods.get_mut(uid) {
+            meta.service_account = account;
+        }
     }
 
     fn list(&mut self) {
@@ -71,6 +99,7 @@ impl PodDirectory {
         };
         if self.pods.len() >= MAX_PODS {
             self.pods.clear();
+            self.account_checked.clear();
         }
         for entry in entries.flatten() {
             let name = entry.file_name();
@@ -80,8 +109,6 @@ impl PodDirectory {
             if self.pods.contains_key(&uid) {
                 continue;
             }
-            // The kubelet mounts a pod's volumes before it creates the pod sandbox and with it
-            // the log directory, so one read per new pod is enough.
             meta.service_account = service_account(&self.host_root, &uid, &meta.namespace);
             self.pods.insert(uid, meta);
         }
@@ -185,6 +212,29 @@ mod tests {
         let root = host_with_pod("elsewhere");
         let mut pods = PodDirectory::new(root.path());
         assert_eq!(pods.lookup(UID).unwrap().service_account, None);
+    }
+
+    #[test]
+    fn token_mounted_later_is_found() {
+        let root = host_with_pod("shop");
+        let projected = root.path().join(format!(
+            "var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~projected"
+        ));
+        let hidden = root.path().join("hidden-volumes");
+        fs::rename(&projected, &hidden).unwrap();
+        let mut pods = PodDirectory::new(root.path());
+        assert_eq!(pods.lookup(UID).unwrap().service_account, None);
+
+        fs::rename(&hidden, &projected).unwrap();
+        // Within the interval the pod is served from the cache.
+        assert_eq!(pods.lookup(UID).unwrap().service_account, None);
+        pods.account_checked
+            .insert(UID.to_owned(), Instant::now() - RELIST_AFTER);
+
+        assert_eq!(
+            pods.lookup(UID).unwrap().service_account.as_deref(),
+            Some("cart")
+        );
     }
 
     #[test]
