@@ -74,6 +74,26 @@ impl Default for KubernetesConfig {
 }
 
 impl KubernetesConfig {
+    /// Replaces `${NAME}` in the kubelet's address and server name with the environment
+    /// variable `NAME`, so that a DaemonSet can pass the node's address from the downward API.
+    fn expand_environment(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("kubernetes.kubelet_address", &mut self.kubelet_address),
+            (
+                "kubernetes.kubelet_server_name",
+                &mut self.kubelet_server_name,
+            ),
+        ] {
+            if let Some(text) = value {
+                *text = expand(key, text, &lookup)?;
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let domain = &self.trust_domain;
         let valid = !domain.is_empty()
@@ -105,7 +125,7 @@ impl KubernetesConfig {
             return Err(ConfigError::Invalid {
                 key: "kubernetes.kubelet_tls".into(),
                 value: "true".into(),
-                allowed: "it needs kubernetes.kubelet_address, such as 10.0.0.5:10250; without \
+                allowed: "it needs kubernetes.kubelet_address, such as ${NODE_IP}:10250; without \
                           an address the kubelet is not read"
                     .into(),
             });
@@ -118,7 +138,7 @@ impl KubernetesConfig {
                     key: "kubernetes.kubelet_address".into(),
                     value: address.clone(),
                     allowed: "it must be HOST:PORT of the kubelet and resolve, such as \
-                              127.0.0.1:10255 (read-only port) or 10.0.0.5:10250 with \
+                              127.0.0.1:10255 (read-only port) or ${NODE_IP}:10250 with \
                               kubelet_tls: true"
                         .into(),
                 });
@@ -318,15 +338,61 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let config: Self = serde_yaml::from_str(text).map_err(|error| ConfigError::Parse {
+        let mut config: Self = serde_yaml::from_str(text).map_err(|error| ConfigError::Parse {
             path: origin.to_path_buf(),
             message: error.to_string(),
         })?;
+        config
+            .kubernetes
+            .expand_environment(|name| std::env::var(name).ok())?;
         config.health.validate()?;
         config.network.validate()?;
         config.kubernetes.validate()?;
         Ok(config)
     }
+}
+
+/// Replaces each `${NAME}` in `text` with the variable's value.
+fn expand(
+    key: &str,
+    text: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let invalid = |allowed: String| ConfigError::Invalid {
+        key: key.to_owned(),
+        value: text.to_owned(),
+        allowed,
+    };
+    let mut expanded = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        expanded.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| invalid("`${` must be closed by `}`, as in ${NODE_IP}:10250".into()))?;
+        let name = &after[..end];
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(invalid(format!(
+                "{name:?} is not an environment variable name (letters, digits and `_`)"
+            )));
+        }
+        let value = lookup(name).ok_or_else(|| {
+            invalid(format!(
+                "the environment variable {name} is not set; in a DaemonSet set it from the \
+                 downward API (fieldRef status.hostIP)"
+            ))
+        })?;
+        expanded.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    expanded.push_str(rest);
+    Ok(expanded)
 }
 
 impl HealthConfig {
@@ -509,6 +575,36 @@ mod tests {
                 .kubelet_ca_file
                 .ends_with("serviceaccount/ca.crt")
         );
+    }
+
+    #[test]
+    fn environment_variables_expand_in_kubelet_settings() {
+        let lookup = |name: &str| (name == "NODE_IP").then(|| "127.0.0.1".to_owned());
+        let mut settings = KubernetesConfig {
+            kubelet_address: Some("${NODE_IP}:10250".into()),
+            kubelet_server_name: Some("node-${NODE_IP}".into()),
+            ..KubernetesConfig::default()
+        };
+        settings.expand_environment(lookup).unwrap();
+        assert_eq!(settings.kubelet_address.as_deref(), Some("127.0.0.1:10250"));
+        assert_eq!(
+            settings.kubelet_server_name.as_deref(),
+            Some("node-127.0.0.1")
+        );
+
+        for (text, expected) in [
+            ("${MISSING}:10250", "MISSING is not set"),
+            ("${NODE_IP:10250", "must be closed"),
+            ("${1X}:10250", "not an environment variable name"),
+        ] {
+            let mut settings = KubernetesConfig {
+                kubelet_address: Some(text.into()),
+                ..KubernetesConfig::default()
+            };
+            let error = settings.expand_environment(lookup).unwrap_err().to_string();
+            assert!(error.contains("kubernetes.kubelet_address"), "{error}");
+            assert!(error.contains(expected), "{text}: {error}");
+        }
     }
 
     #[test]
