@@ -226,7 +226,8 @@ fn run(args: RunArgs) -> ExitCode {
         health: config.health,
         tls: config.tls,
     };
-    let mut daemon = Daemon::new(catalogue, sink, identities, &config.kubernetes);
+    let mut daemon = Daemon::new(catalogue, sink, identities, &config.kubernetes)
+        .with_detection(config.detection.clone());
     if let Some(address) = &config.kubernetes.kubelet_address {
         match Kubelet::start(address, &config.kubernetes) {
             Ok(kubelet) => daemon = daemon.with_kubelet(kubelet),

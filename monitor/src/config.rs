@@ -27,6 +27,8 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     /// Kubernetes workload identity.
     pub kubernetes: KubernetesConfig,
+    /// Detection rules and their findings.
+    pub detection: DetectionConfig,
 }
 
 /// The `kubernetes` section.
@@ -153,6 +155,77 @@ impl KubernetesConfig {
                 key: "kubernetes.trust_domain".into(),
                 value: domain.clone(),
                 allowed: "a trust domain is 1 to 255 lowercase letters, digits, `.`, `-` and `_`, such as `cluster.local`".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The `detection` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectionConfig {
+    /// Whether the rules run.
+    pub enabled: bool,
+    /// A finding of one type, credential and consumer is written once within this time.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub dedup_window: Duration,
+    /// Findings written per minute at most; the rest are counted.
+    pub max_findings_per_minute: u32,
+    /// Raise `expired_use` for a credential read after its expiry.
+    pub expired_use: bool,
+    /// How long after its expiry a read still raises nothing, for clock skew between hosts.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub expired_grace: Duration,
+    /// Raise `interactive_use` for a read by a process run from a terminal.
+    pub interactive_use: bool,
+    /// Distinct credentials one process reads within `sweep_window` that raise
+    /// `credential_sweep`; 0 turns the rule off.
+    pub sweep_distinct: u32,
+    /// The window of `sweep_distinct`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub sweep_window: Duration,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dedup_window: Duration::from_secs(3_600),
+            max_findings_per_minute: 100,
+            expired_use: true,
+            expired_grace: Duration::from_secs(60),
+            interactive_use: true,
+            sweep_distinct: 10,
+            sweep_window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl DetectionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_findings_per_minute == 0 {
+            return Err(ConfigError::Invalid {
+                key: "detection.max_findings_per_minute".into(),
+                value: "0".into(),
+                allowed: "it must be at least 1; set detection.enabled to false to turn the \
+                          rules off"
+                    .into(),
+            });
+        }
+        if self.sweep_distinct == 1 {
+            return Err(ConfigError::Invalid {
+                key: "detection.sweep_distinct".into(),
+                value: "1".into(),
+                allowed: "it must be 0 (off) or at least 2, because one credential is no sweep"
+                    .into(),
+            });
+        }
+        if self.sweep_distinct > 0 && self.sweep_window.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "detection.sweep_window".into(),
+                value: "0s".into(),
+                allowed: "it must be at least 1s, such as 60s".into(),
             });
         }
         Ok(())
@@ -348,6 +421,7 @@ impl Config {
         config.health.validate()?;
         config.network.validate()?;
         config.kubernetes.validate()?;
+        config.detection.validate()?;
         Ok(config)
     }
 }
@@ -604,6 +678,25 @@ mod tests {
             let error = settings.expand_environment(lookup).unwrap_err().to_string();
             assert!(error.contains("kubernetes.kubelet_address"), "{error}");
             assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn detection_settings_are_checked() {
+        let defaults = parse("").unwrap().detection;
+        assert!(defaults.enabled);
+        assert_eq!(defaults.sweep_distinct, 10);
+        let tuned = parse("detection:\n  sweep_distinct: 5\n  sweep_window: 10s\n").unwrap();
+        assert_eq!(tuned.detection.sweep_window, Duration::from_secs(10));
+        for (key, value) in [
+            ("max_findings_per_minute", "0"),
+            ("sweep_distinct", "1"),
+            ("sweep_window", "0s"),
+        ] {
+            let error = parse(&format!("detection:\n  {key}: {value}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&format!("detection.{key}")), "{error}");
         }
     }
 

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod credential;
 pub mod daemon;
+pub mod detect;
 pub mod errno;
 pub mod export;
 pub mod network;

@@ -84,6 +84,12 @@ pub struct DaemonStats {
     pub executables_not_hashed: u64,
     /// Cached pids that turned out to belong to a new process (an exit record was lost).
     pub pids_reused: u64,
+    /// Findings written.
+    pub findings_raised: u64,
+    /// Findings dropped as repeats within the deduplication window.
+    pub findings_deduplicated: u64,
+    /// Findings dropped by the per-minute limit.
+    pub findings_rate_limited: u64,
 }
 
 impl DaemonStats {
@@ -176,6 +182,15 @@ pub fn health_event(
             daemon.executables_not_hashed,
         )
         .set("credwatch.daemon.pids_reused", daemon.pids_reused)
+        .set("credwatch.daemon.findings_raised", daemon.findings_raised)
+        .set(
+            "credwatch.daemon.findings_deduplicated",
+            daemon.findings_deduplicated,
+        )
+        .set(
+            "credwatch.daemon.findings_rate_limited",
+            daemon.findings_rate_limited,
+        )
         .set(
             "credwatch.dropped.total",
             kernel.dropped() + daemon.dropped(),

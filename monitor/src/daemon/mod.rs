@@ -37,8 +37,9 @@ use self::{
 };
 use crate::{
     clock::BootClock,
-    config::{HealthConfig, KubernetesConfig, TlsConfig},
+    config::{DetectionConfig, HealthConfig, KubernetesConfig, TlsConfig},
     credential::catalogue::Catalogue,
+    detect::{Detector, Read, SystemClock},
     export::{Event, JsonLinesSink, Severity, event::name},
     network::event::connect_event,
     process::{ProcessCache, ProcessInfo, hash::Executables, procfs, redact, users::UserNames},
@@ -119,6 +120,7 @@ pub struct Daemon {
     executables: Executables,
     kubelet: Option<Kubelet>,
     trust_domain: String,
+    detector: Detector<SystemClock>,
     /// The TLS hooks, when the TLS programs are loaded.
     hooks: Option<TlsHooks>,
     /// Set when the event output was closed by its reader.
@@ -152,6 +154,7 @@ impl Daemon {
             executables: Executables::start(),
             kubelet: None,
             trust_domain: kubernetes.trust_domain.clone(),
+            detector: Detector::new(DetectionConfig::default(), SystemClock),
             hooks: None,
             output_closed: false,
             reported_drops: 0,
@@ -161,6 +164,12 @@ impl Daemon {
     /// Reads pod metadata from the kubelet as well.
     pub fn with_kubelet(mut self, kubelet: Kubelet) -> Self {
         self.kubelet = Some(kubelet);
+        self
+    }
+
+    /// Applies the `detection` settings instead of the defaults.
+    pub fn with_detection(mut self, settings: DetectionConfig) -> Self {
+        self.detector = Detector::new(settings, SystemClock);
         self
     }
 
@@ -325,6 +334,7 @@ impl Daemon {
                 self.identities.process_exited(exit.pid);
                 self.executables.exited(exit.pid);
                 self.exposures.process_exited(exit.pid);
+                self.detector.process_exited(exit.pid);
                 if let Some(hooks) = &mut self.hooks {
                     hooks.process_exited(ebpf, exit.pid);
                 }
@@ -462,6 +472,27 @@ impl Daemon {
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned);
             set_bound_pod_attributes(&mut event, &identity, reader_pod.as_deref());
+            let read = Read {
+                pid: open.pid,
+                executable: &executable,
+                workload_id: Some(workload.as_str()).filter(|id| !id.is_empty()),
+                interactive: event
+                    .attributes
+                    .get("credwatch.process.interactive")
+                    .and_then(serde_json::Value::as_bool),
+                credentials: &identity.credentials,
+            };
+            let findings = self.detector.read(&read);
+            let trigger = event;
+            let events: Vec<Event> = findings
+                .iter()
+                .map(|finding| finding.to_event(&trigger))
+                .collect();
+            self.emit(trigger);
+            for finding in events {
+                self.emit(finding);
+            }
+            return;
         } else if readable {
             event.set("credwatch.identify.result", "not_read");
             event.set(
@@ -653,6 +684,9 @@ impl Daemon {
         self.stats.files_read_through_cgroup = identity.read_through_cgroup;
         self.stats.store_failures = identity.store_failures;
         self.stats.pids_reused = self.processes.pids_reused();
+        self.stats.findings_raised = self.detector.stats.raised;
+        self.stats.findings_deduplicated = self.detector.stats.deduplicated;
+        self.stats.findings_rate_limited = self.detector.stats.rate_limited;
         let hashes = self.executables.stats();
         self.stats.executables_hashed = hashes.hashed;
         self.stats.executables_not_hashed = hashes.skipped;

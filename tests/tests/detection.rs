@@ -1,0 +1,197 @@
+//! Findings from real reads: an expired token, a sweep over many credentials, and a reader
+//! at a terminal, each with the benign repeat that must raise nothing.
+
+use std::{fs, path::Path, process::Command};
+
+use credwatch_tests::{
+    Daemon, attribute, client::run_to_end, contract::assert_documented, counter, encoding::jwt,
+    scratch_dir, write_file,
+};
+use serde_json::Value;
+
+const FINDING: &str = "credwatch.finding";
+
+/// Returns every finding the daemon wrote, oldest first.
+fn findings(daemon: &Daemon) -> Vec<Value> {
+    daemon
+        .events()
+        .into_iter()
+        .filter(|event| event["event_name"] == FINDING)
+        .collect()
+}
+
+/// Returns the findings of one type.
+fn findings_of(daemon: &Daemon, finding_type: &str) -> Vec<Value> {
+    findings(daemon)
+        .into_iter()
+        .filter(|event| event["attributes"]["credwatch.finding.type"] == finding_type)
+        .collect()
+}
+
+/// Returns a made-up service-account token that expires at Unix time `exp`.
+fn token(exp: u64) -> String {
+    let claims = format!(
+        r#"{{"iss":"https://kubernetes.default.svc","sub":"system:serviceaccount:shop:cart","exp":{exp},"kubernetes.io":{{"namespace":"shop","serviceaccount":{{"name":"cart","uid":"5e6f7a8b-9c0d-1e2f-3a4b-5c6d7e8f9a0b"}}}}}}"#
+    );
+    jwt(r#"{"alg":"RS256"}"#, &claims, "madeUpSignature")
+}
+
+fn cat(file: &Path) -> u32 {
+    let finished = run_to_end(Command::new("/bin/cat").arg(file));
+    finished.assert_success();
+    finished.pid
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn expired_token_read_raises_expired_use_once() {
+    let dir = scratch_dir();
+    let expired = dir.path().join("expired/token");
+    let valid = dir.path().join("valid/token");
+    write_file(&expired, &token(1_700_000_000));
+    write_file(&valid, &token(4_102_444_800));
+    let entry = format!(
+        "    - {{id: test-tokens, type: kubernetes_service_account_token, paths: [{}, {}]}}\n",
+        expired.display(),
+        valid.display()
+    );
+    let mut daemon = Daemon::start(&entry);
+
+    let first = cat(&expired);
+    cat(&valid);
+    let second = cat(&expired);
+    let finding = daemon.wait_for("an expired_use finding", |event| {
+        event["event_name"] == FINDING && event["attributes"]["process.pid"] == first
+    });
+    daemon.barrier();
+    let health = daemon.request_health();
+    assert!(daemon.stop().success());
+
+    assert_documented(&finding);
+    assert_eq!(attribute(&finding, "credwatch.finding.type"), "expired_use");
+    assert_eq!(attribute(&finding, "credwatch.finding.severity"), "medium");
+    assert_eq!(
+        attribute(&finding, "credwatch.finding.credential.type"),
+        "kubernetes_service_account_token"
+    );
+    assert_eq!(
+        attribute(&finding, "credwatch.finding.credential.expires_at"),
+        "2023-11-14T22:13:20.000000Z"
+    );
+    assert_eq!(attribute(&finding, "file.path"), expired.to_str().unwrap());
+    assert!(
+        attribute(&finding, "credwatch.finding.summary").contains("that expired"),
+        "{finding}"
+    );
+    // The valid token raises nothing, and the second read of the expired one by the same
+    // executable is a repeat within the deduplication window.
+    let expired_findings = findings_of(&daemon, "expired_use");
+    assert_eq!(expired_findings.len(), 1, "{expired_findings:#?}");
+    assert!(
+        daemon
+            .events_of(FINDING, second)
+            .iter()
+            .all(|event| event["attributes"]["credwatch.finding.type"] != "expired_use")
+    );
+    assert!(counter(&health, "credwatch.daemon.findings_deduplicated") >= 1);
+    assert!(counter(&health, "credwatch.daemon.findings_raised") >= 1);
+}
+
+/// Writes `count` made-up AWS credential files with distinct keys below `dir`.
+fn aws_files(dir: &Path, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|index| {
+            let file = dir.join(format!("home-{index}/.aws/credentials"));
+            write_file(
+                &file,
+                &format!(
+                    "[default]\naws_access_key_id = AKIAMADEUPSWEEP{index:05}\naws_secret_access_key = madeUpSweepSecret{index:023}\n"
+                ),
+            );
+            file.to_string_lossy().into_owned()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn ten_credentials_in_two_seconds_are_a_sweep() {
+    let dir = scratch_dir();
+    let files = aws_files(dir.path(), 10);
+    let mut daemon = Daemon::start("");
+
+    // One file read twenty times is an application, not a sweep.
+    let again = format!(
+        "import sys\nfor _ in range(20):\n    open({:?}).read()\n",
+        files[0]
+    );
+    let repeated = run_to_end(Command::new("/usr/bin/python3").args(["-c", &again]));
+    repeated.assert_success();
+    let sweep = "import sys\nfor path in sys.argv[1:]:\n    open(path).read()\n";
+    let sweeper = run_to_end(
+        Command::new("/usr/bin/python3")
+            .args(["-c", sweep])
+            .args(&files),
+    );
+    sweeper.assert_success();
+    let finding = daemon.wait_for("a credential_sweep finding", |event| {
+        event["event_name"] == FINDING && event["attributes"]["process.pid"] == sweeper.pid
+    });
+    daemon.barrier();
+    assert!(daemon.stop().success());
+
+    assert_documented(&finding);
+    assert_eq!(
+        attribute(&finding, "credwatch.finding.type"),
+        "credential_sweep"
+    );
+    assert_eq!(attribute(&finding, "credwatch.finding.severity"), "high");
+    assert!(
+        attribute(&finding, "credwatch.finding.summary").contains("read 10 distinct credentials"),
+        "{finding}"
+    );
+    let sweeps = findings_of(&daemon, "credential_sweep");
+    assert_eq!(sweeps.len(), 1, "{sweeps:#?}");
+    assert!(daemon.events_of(FINDING, repeated.pid).is_empty());
+}
+
+/// Tells whether this test process has a controlling terminal (a developer's shell, not CI).
+fn test_has_terminal() -> bool {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name.split_whitespace().nth(4) != Some("0")
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn terminal_reader_raises_interactive_use() {
+    if test_has_terminal() {
+        eprintln!("skipped: the test runs at a terminal, so every reader would be interactive");
+        return;
+    }
+    let dir = scratch_dir();
+    let files = aws_files(dir.path(), 2);
+    let mut daemon = Daemon::start("");
+
+    // `script` gives `cat` a pseudo-terminal; the plain reader has none.
+    let plain = run_to_end(Command::new("/bin/cat").arg(&files[1]));
+    plain.assert_success();
+    let at_terminal = run_to_end(Command::new("script").args([
+        "-qec",
+        &format!("cat {}", files[0]),
+        "/dev/null",
+    ]));
+    at_terminal.assert_success();
+    let finding = daemon.wait_for("an interactive_use finding", |event| {
+        event["event_name"] == FINDING
+            && event["attributes"]["credwatch.finding.type"] == "interactive_use"
+    });
+    daemon.barrier();
+    assert!(daemon.stop().success());
+
+    assert_documented(&finding);
+    assert_eq!(attribute(&finding, "process.executable.name"), "cat");
+    assert_eq!(attribute(&finding, "file.path"), files[0]);
+    assert_eq!(finding["attributes"]["credwatch.process.interactive"], true);
+    assert!(daemon.events_of(FINDING, plain.pid).is_empty());
+}
