@@ -84,6 +84,10 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = InventoryFormat::Table)]
         format: InventoryFormat,
+        /// Show only credentials not used for at least DAYS days, such as 30, 45 or 90: the
+        /// credentials to revoke or the mounts to remove.
+        #[arg(long, value_name = "DAYS")]
+        stale: Option<u32>,
     },
     /// Validate a configuration file and exit 0 when it is valid, 2 when not.
     CheckConfig {
@@ -155,7 +159,11 @@ pub fn execute(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Catalogue { config, format } => catalogue(config.as_deref(), format),
-        Command::Inventory { state_dir, format } => inventory::print(&state_dir, format),
+        Command::Inventory {
+            state_dir,
+            format,
+            stale,
+        } => inventory::print(&state_dir, format, stale),
         Command::CheckConfig { config } => check_config(&config),
         Command::Floor {
             ready_file,

@@ -139,6 +139,29 @@ fn aws_profiles_are_identified_and_listed() {
     assert!(table.starts_with("TYPE"), "{table}");
     assert!(table.contains("ASIAMADEUPEXAMPLE999"), "{table}");
     assert!(table.contains("cat"), "{table}");
+
+    // Just read, so nothing is stale after 30 days, and everything is after 0 days.
+    let stale = |days: &str| {
+        Command::new(credwatch_binary())
+            .args([
+                "inventory",
+                "--format",
+                "json",
+                "--stale",
+                days,
+                "--state-dir",
+            ])
+            .arg(state.path())
+            .output()
+            .expect("run credwatch inventory --stale")
+    };
+    let none = stale("30");
+    assert!(none.status.success(), "{none:?}");
+    assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "[]");
+    let all: Value = serde_json::from_slice(&stale("0").stdout).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), listed.len());
+    let negative = stale("-3");
+    assert_eq!(negative.status.code(), Some(2), "{negative:?}");
 }
 
 /// Reads the file in `argv[1]`, then makes a TLS handshake with `argv[3]` as the server name to

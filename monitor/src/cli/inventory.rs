@@ -10,11 +10,32 @@ use crate::{
     store::{DATABASE_FILE, InventoryEntry, Store},
 };
 
+/// Keeps the credentials never used, or last used at least `days` days before `now_ms`.
+fn stale(entries: Vec<InventoryEntry>, days: u32, now_ms: i64) -> Vec<InventoryEntry> {
+    let cutoff = now_ms.saturating_sub(i64::from(days).saturating_mul(DAY_MS));
+    entries
+        .into_iter()
+        .filter(|entry| entry.last_used.is_none_or(|used| used <= cutoff))
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
 /// Maximum number of consumers a table cell lists before it counts the rest.
 const MAX_LISTED: usize = 3;
 
-/// Prints the inventory of `state_dir` and returns the exit code.
-pub fn print(state_dir: &Path, format: InventoryFormat) -> ExitCode {
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+
+/// Prints the inventory of `state_dir` and returns the exit code. With `stale_days`, only the
+/// credentials not used for at least that many days are printed: the clean-up list.
+pub fn print(state_dir: &Path, format: InventoryFormat, stale_days: Option<u32>) -> ExitCode {
     let database = state_dir.join(DATABASE_FILE);
     if let Err(error) = std::fs::metadata(&database)
         && error.kind() == std::io::ErrorKind::PermissionDenied
@@ -35,10 +56,13 @@ pub fn print(state_dir: &Path, format: InventoryFormat) -> ExitCode {
         );
         return ExitCode::from(EXIT_FAILURE);
     }
-    let entries = match Store::open_read_only(state_dir).and_then(|store| store.inventory()) {
+    let mut entries = match Store::open_read_only(state_dir).and_then(|store| store.inventory()) {
         Ok(entries) => entries,
         Err(error) => return report(&error, EXIT_FAILURE),
     };
+    if let Some(days) = stale_days {
+        entries = stale(entries, days, now_ms());
+    }
     match format {
         InventoryFormat::Json => {
             let list: Vec<Value> = entries.iter().map(entry_json).collect();
@@ -257,8 +281,24 @@ mod tests {
     fn missing_database_fails() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(
-            print(dir.path(), InventoryFormat::Json),
+            print(dir.path(), InventoryFormat::Json, None),
             ExitCode::from(EXIT_FAILURE)
         );
+    }
+
+    #[test]
+    fn stale_keeps_unused_and_old_credentials() {
+        let now = 1_800_000_000_000;
+        let mut recent = entry("cw1:recent", &["/usr/bin/aws"]);
+        recent.last_used = Some(now - 2 * DAY_MS);
+        let mut old = entry("cw1:old", &["/usr/bin/aws"]);
+        old.last_used = Some(now - 45 * DAY_MS);
+        let mut never = entry("cw1:never", &[]);
+        never.last_used = None;
+
+        let kept = stale(vec![recent, old, never], 30, now);
+
+        let ids: Vec<&str> = kept.iter().map(|entry| entry.id.as_str()).collect();
+        assert_eq!(ids, ["cw1:old", "cw1:never"]);
     }
 }
