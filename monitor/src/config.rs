@@ -147,7 +147,7 @@ impl KubernetesConfig {
             }
             if self.kubelet_tls {
                 crate::workload::kubelet_client::Transport::from_config(self, address)
-                    .map_err(ConfigError::Kubelet)?;
+                    .map_err(ConfigError::File)?;
             }
         }
         if !valid {
@@ -185,6 +185,9 @@ pub struct DetectionConfig {
     /// The window of `sweep_distinct`.
     #[serde(deserialize_with = "deserialize_duration")]
     pub sweep_window: Duration,
+    /// File of revoked credential ids and native ids, one per line; a read of one raises
+    /// `revoked_use`. Read again when it changes.
+    pub revocation_file: Option<PathBuf>,
 }
 
 impl Default for DetectionConfig {
@@ -198,6 +201,7 @@ impl Default for DetectionConfig {
             interactive_use: true,
             sweep_distinct: 10,
             sweep_window: Duration::from_secs(60),
+            revocation_file: None,
         }
     }
 }
@@ -220,6 +224,9 @@ impl DetectionConfig {
                 allowed: "it must be 0 (off) or at least 2, because one credential is no sweep"
                     .into(),
             });
+        }
+        if let Some(path) = &self.revocation_file {
+            crate::detect::Revocations::load(path).map_err(ConfigError::File)?;
         }
         if self.sweep_distinct > 0 && self.sweep_window.is_zero() {
             return Err(ConfigError::Invalid {
@@ -389,10 +396,10 @@ pub enum ConfigError {
         /// What the key accepts.
         allowed: String,
     },
-    /// The kubelet's TLS settings cannot be used; the message names the key, the file and the
-    /// fix.
+    /// A file the configuration names cannot be used; the message names the key, the file and
+    /// the fix.
     #[error("invalid configuration: {0}")]
-    Kubelet(String),
+    File(String),
 }
 
 impl Config {

@@ -36,8 +36,11 @@ fn token(exp: u64) -> String {
     jwt(r#"{"alg":"RS256"}"#, &claims, "madeUpSignature")
 }
 
+/// Reads `file` with `cat` by its real path. A reader that exits before the daemon reads
+/// `/proc/PID/exe` is named by the path it was started with, and `/bin/cat` would then be
+/// another consumer than `/usr/bin/cat`.
 fn cat(file: &Path) -> u32 {
-    let finished = run_to_end(Command::new("/bin/cat").arg(file));
+    let finished = run_to_end(Command::new("/usr/bin/cat").arg(file));
     finished.assert_success();
     finished.pid
 }
@@ -174,7 +177,7 @@ fn terminal_reader_raises_interactive_use() {
     let mut daemon = Daemon::start("");
 
     // `script` gives `cat` a pseudo-terminal; the plain reader has none.
-    let plain = run_to_end(Command::new("/bin/cat").arg(&files[1]));
+    let plain = run_to_end(Command::new("/usr/bin/cat").arg(&files[1]));
     plain.assert_success();
     let at_terminal = run_to_end(Command::new("script").args([
         "-qec",
@@ -194,4 +197,80 @@ fn terminal_reader_raises_interactive_use() {
     assert_eq!(attribute(&finding, "file.path"), files[0]);
     assert_eq!(finding["attributes"]["credwatch.process.interactive"], true);
     assert!(daemon.events_of(FINDING, plain.pid).is_empty());
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn revoked_key_raises_revoked_use_and_the_list_reloads() {
+    let dir = scratch_dir();
+    let files = aws_files(dir.path(), 2);
+    let list = dir.path().join("revoked.txt");
+    write_file(
+        &list,
+        "# made-up keys revoked by the test\nAKIAMADEUPSWEEP00000\n",
+    );
+    let mut daemon = Daemon::start_with_config(&format!(
+        "detection:\n  revocation_file: {}\n",
+        list.display()
+    ));
+
+    let first = run_to_end(Command::new("/usr/bin/cat").arg(&files[0]));
+    first.assert_success();
+    let finding = daemon.wait_for("a revoked_use finding", |event| {
+        event["event_name"] == FINDING && event["attributes"]["process.pid"] == first.pid
+    });
+    // The second key is not revoked yet; revoking it takes effect without a restart.
+    let before = run_to_end(Command::new("/usr/bin/cat").arg(&files[1]));
+    before.assert_success();
+    daemon.barrier();
+    let revoked_before = daemon.events_of(FINDING, before.pid);
+    write_file(&list, "AKIAMADEUPSWEEP00000\nAKIAMADEUPSWEEP00001\n");
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let after = run_to_end(Command::new("/usr/bin/head").arg(&files[1]));
+    after.assert_success();
+    let reloaded = daemon.wait_for("a revoked_use finding after the reload", |event| {
+        event["event_name"] == FINDING && event["attributes"]["process.pid"] == after.pid
+    });
+    assert!(daemon.stop().success());
+
+    assert_documented(&finding);
+    assert_eq!(attribute(&finding, "credwatch.finding.type"), "revoked_use");
+    assert_eq!(attribute(&finding, "credwatch.finding.severity"), "high");
+    assert_eq!(
+        attribute(&finding, "credwatch.finding.credential.native_id"),
+        "AKIAMADEUPSWEEP00000"
+    );
+    assert!(revoked_before.is_empty(), "{revoked_before:#?}");
+    assert_eq!(
+        attribute(&reloaded, "credwatch.finding.type"),
+        "revoked_use"
+    );
+    assert_eq!(
+        attribute(&reloaded, "credwatch.finding.credential.native_id"),
+        "AKIAMADEUPSWEEP00001"
+    );
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn missing_revocation_file_is_a_configuration_error() {
+    let dir = scratch_dir();
+    let config = dir.path().join("config.yaml");
+    write_file(
+        &config,
+        &format!(
+            "detection:\n  revocation_file: {}\n",
+            dir.path().join("absent.txt").display()
+        ),
+    );
+    let output = Command::new(credwatch_tests::credwatch_binary())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("detection.revocation_file"), "{stderr}");
+    assert!(stderr.contains("absent.txt"), "{stderr}");
 }

@@ -16,6 +16,8 @@ pub enum FindingType {
     InteractiveUse,
     /// One process read many distinct credentials in a short time.
     CredentialSweep,
+    /// A credential on the revocation list was read.
+    RevokedUse,
 }
 
 impl FindingType {
@@ -25,6 +27,7 @@ impl FindingType {
             Self::ExpiredUse => "expired_use",
             Self::InteractiveUse => "interactive_use",
             Self::CredentialSweep => "credential_sweep",
+            Self::RevokedUse => "revoked_use",
         }
     }
 
@@ -32,7 +35,7 @@ impl FindingType {
     pub fn severity(self) -> &'static str {
         match self {
             Self::ExpiredUse | Self::InteractiveUse => "medium",
-            Self::CredentialSweep => "high",
+            Self::CredentialSweep | Self::RevokedUse => "high",
         }
     }
 }

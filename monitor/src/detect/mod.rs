@@ -5,9 +5,11 @@
 //! minute. Time comes from a [`Clock`], so the rules can be tested by moving time forward.
 
 mod finding;
+mod revocations;
 mod rules;
 
 pub use finding::{Finding, FindingType};
+pub use revocations::Revocations;
 pub use rules::{Detector, DetectorStats, Read};
 
 use std::time::SystemTime;

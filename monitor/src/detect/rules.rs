@@ -5,7 +5,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use super::{Clock, Finding, FindingType};
+use super::{Clock, Finding, FindingType, Revocations};
 use crate::{config::DetectionConfig, daemon::identity::CredentialSummary};
 
 /// Deduplication entries kept before expired ones are swept out.
@@ -65,19 +65,29 @@ pub struct Detector<C: Clock> {
     recent: HashMap<u32, VecDeque<(SystemTime, String)>>,
     /// Start of the current minute of the rate limit, and the findings raised in it.
     minute: (SystemTime, u32),
+    /// The revocation list, when configured and readable.
+    revocations: Option<Revocations>,
     /// Counts of what the detector did.
     pub stats: DetectorStats,
 }
 
 impl<C: Clock> Detector<C> {
-    /// Creates a detector with the `detection` settings.
+    /// Creates a detector with the `detection` settings. A revocation file that cannot be
+    /// read (the configuration check read it moments earlier) is logged, and `revoked_use`
+    /// stays off.
     pub fn new(settings: DetectionConfig, clock: C) -> Self {
+        let revocations = settings.revocation_file.as_deref().and_then(|path| {
+            Revocations::load(path)
+                .inspect_err(|error| tracing::error!(%error, "revoked_use is off"))
+                .ok()
+        });
         Self {
             clock,
             settings,
             raised: HashMap::new(),
             recent: HashMap::new(),
             minute: (UNIX_EPOCH, 0),
+            revocations,
             stats: DetectorStats::default(),
         }
     }
@@ -92,6 +102,7 @@ impl<C: Clock> Detector<C> {
         for credential in read.credentials {
             findings.extend(self.expired_use(read, credential, now));
             findings.extend(self.interactive_use(read, credential, now));
+            findings.extend(self.revoked_use(read, credential, now));
         }
         findings.extend(self.credential_sweep(read, now));
         findings
@@ -148,6 +159,34 @@ impl<C: Clock> Detector<C> {
                 "{}, run from a terminal, read {}.",
                 read.actor(),
                 describe(credential)
+            ),
+            credential: credential.clone(),
+            time: now,
+        })
+    }
+
+    fn revoked_use(
+        &mut self,
+        read: &Read<'_>,
+        credential: &CredentialSummary,
+        now: SystemTime,
+    ) -> Option<Finding> {
+        let revocations = self.revocations.as_mut()?;
+        let revoked = revocations.contains(&credential.id)
+            || credential
+                .native_id
+                .as_deref()
+                .is_some_and(|native| revocations.contains(native));
+        if !revoked {
+            return None;
+        }
+        Some(Finding {
+            finding_type: FindingType::RevokedUse,
+            summary: format!(
+                "{} read {}, which is on the revocation list {}.",
+                read.actor(),
+                describe(credential),
+                revocations.path().display()
             ),
             credential: credential.clone(),
             time: now,
@@ -482,6 +521,30 @@ mod tests {
         let mut detector = Detector::new(settings, &clock);
         let expired = [credential("cw1:c", Some(NOW as i64 - 86_400))];
         assert!(detector.read(&read(1, &expired)).is_empty());
+    }
+
+    #[test]
+    fn revoked_ids_and_native_ids_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("revoked.txt");
+        std::fs::write(&list, "cw1:gone\nsystem:serviceaccount:ops:old\n").unwrap();
+        let clock = ManualClock::at(NOW);
+        let settings = DetectionConfig {
+            revocation_file: Some(list),
+            ..DetectionConfig::default()
+        };
+        let mut detector = Detector::new(settings, &clock);
+        let by_id = [credential("cw1:gone", None)];
+        let mut by_native = credential("cw1:other", None);
+        by_native.native_id = Some("system:serviceaccount:ops:old".into());
+        let kept = [credential("cw1:kept", None)];
+
+        assert_eq!(types(&detector.read(&read(1, &by_id))), ["revoked_use"]);
+        assert_eq!(
+            types(&detector.read(&read(1, &[by_native]))),
+            ["revoked_use"]
+        );
+        assert!(detector.read(&read(1, &kept)).is_empty());
     }
 
     #[test]
