@@ -116,13 +116,13 @@ pub const TLS_HANDSHAKE_DONE: u16 = 1 << 4;
 pub const SESSION_SERVER: u32 = 1 << 0;
 /// [`SessionState`] flag: a client session.
 pub const SESSION_CLIENT: u32 = 1 << 1;
-/// [`SessionState`] flag: a handshake was tried and has not succeeded; the end of the session
-/// sends a record so that the daemon can report the failure.
+/// [`SessionState`] flag: a handshake was tried and has not succeeded, so the end of the
+/// session sends a record and the daemon can report the failure.
 pub const SESSION_ATTEMPTED: u32 = 1 << 2;
 /// [`SessionState`] flag: the handshake succeeded and was sent; later calls send nothing.
 pub const SESSION_DONE: u32 = 1 << 3;
 
-/// What the kernel keeps per session between calls, from its first hooked call to its end.
+/// The kernel's state of one session between calls, from its first hooked call to its end.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SessionState {

@@ -129,8 +129,8 @@ fn try_connect(ctx: &SockAddrContext, family: u16) -> Result<(), ()> {
 #[inline(always)]
 fn remember_peer(pid_tgid: u64, peer: &Peer) {
     match LAST_PEER.get_ptr_mut(&pid_tgid) {
-        // SAFETY: the pointer comes from a successful lookup and stays valid for this run; the
-        // thread that owns the key is the one running this program.
+        // SAFETY: the pointer comes from a successful lookup and stays valid for this run. Only
+        // the thread that owns the key runs this program with it.
         Some(slot) => unsafe { *slot = *peer },
         None => {
             let _ = LAST_PEER.insert(&pid_tgid, peer, 0);

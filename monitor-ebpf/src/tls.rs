@@ -99,7 +99,7 @@ pub fn tls_call(ctx: ProbeContext) -> u32 {
 /// so a session that is not a client in its handshake costs one map lookup. When the daemon
 /// found the offset of the session's `in_init` field, the program reads it. A finished
 /// handshake is reported at once, without any return probe. An unfinished one sends a record
-/// at its first attempt only, so that the daemon knows of the session if its process exits
+/// at its first attempt only, so that the daemon tracks the session if its process exits
 /// without freeing it. Without the offset the program keeps the arguments for `tls_return`,
 /// which the daemon then attaches to these functions.
 #[uprobe]
@@ -464,7 +464,7 @@ fn start_gnutls_session(pid_tgid: u64, arguments: &CallArguments, result: i64) {
     }
 }
 
-/// Updates the session after a handshake function returned and tells whether the return
+/// Updates the session after a handshake function returned and returns whether the return
 /// sends a record: not on a server session, nor once a success was sent (`SSL_connect` returns
 /// after the `SSL_do_handshake` it called). A failure marks the session as tried, so that its
 /// end sends a record.

@@ -57,7 +57,7 @@ pub struct KubernetesConfig {
     pub kubelet_server_name: Option<String>,
 }
 
-/// Where Kubernetes mounts a pod's service-account token and cluster CA.
+/// Directory in which Kubernetes mounts a pod's service-account token and cluster CA.
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 impl Default for KubernetesConfig {

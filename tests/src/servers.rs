@@ -7,7 +7,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, TcpListener},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -38,31 +38,7 @@ impl TlsServer {
     /// `openssl s_server` on a port the kernel picks, and waits until it accepts connections.
     pub fn start() -> Self {
         let dir = scratch_dir();
-        let certificate = dir.path().join("certificate.pem");
-        let key = dir.path().join("private.pem");
-        let output = Command::new("/usr/bin/openssl")
-            .args(["req", "-x509", "-newkey", "ec"])
-            .args([
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "1",
-            ])
-            .arg("-subj")
-            .arg(format!("/CN={CERTIFICATE_NAME}"))
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&certificate)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run openssl req; run `cargo xtask setup` to install openssl");
-        assert!(
-            output.status.success(),
-            "openssl req failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let (certificate, key) = self_signed_certificate(dir.path(), CERTIFICATE_NAME);
 
         // With port 0 the kernel picks a free port and s_server prints it as `ACCEPT host:port`.
         let log = dir.path().join("s_server.log");
@@ -271,4 +247,45 @@ impl ClosedPort {
     pub fn port(&self) -> u16 {
         self.port
     }
+}
+
+/// Writes a made-up self-signed P-256 certificate for the DNS name `name`, valid for a day,
+/// and its key into `dir`, and returns their paths.
+pub fn self_signed_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let certificate = dir.join("certificate.pem");
+    let key = dir.join("private.pem");
+    let output = Command::new("/usr/bin/openssl")
+        .args(["req", "-x509", "-newkey", "ec"])
+        .args([
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN={name}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl req; run `cargo xtask setup` to install openssl");
+    assert!(
+        output.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (certificate, key)
+}
+
+/// Tells whether this test process has a controlling terminal (a developer's shell, not CI),
+/// which makes every reader it starts interactive.
+pub fn test_has_terminal() -> bool {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    let after_name = &stat[stat.rfind(')').expect("a stat line has a name") + 1..];
+    after_name.split_whitespace().nth(4) != Some("0")
 }

@@ -1,11 +1,11 @@
 //! Findings from real reads: an expired token, a sweep over many credentials, and a reader
 //! at a terminal, each with the benign repeat that must raise nothing.
 
-use std::{fs, path::Path, process::Command};
+use std::{path::Path, process::Command};
 
 use credwatch_tests::{
     Daemon, attribute, client::run_to_end, contract::assert_documented, counter, encoding::jwt,
-    scratch_dir, write_file,
+    scratch_dir, servers::test_has_terminal, write_file,
 };
 use serde_json::Value;
 
@@ -156,13 +156,6 @@ fn ten_credentials_in_two_seconds_are_a_sweep() {
     let sweeps = findings_of(&daemon, "credential_sweep");
     assert_eq!(sweeps.len(), 1, "{sweeps:#?}");
     assert!(daemon.events_of(FINDING, repeated.pid).is_empty());
-}
-
-/// Tells whether this test process has a controlling terminal (a developer's shell, not CI).
-fn test_has_terminal() -> bool {
-    let stat = fs::read_to_string("/proc/self/stat").unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-    after_name.split_whitespace().nth(4) != Some("0")
 }
 
 #[test]

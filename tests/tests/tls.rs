@@ -9,7 +9,7 @@ use credwatch_tests::{
     client::{PYTHON3, client, executable_name, run_to_end, run_with_input, spawn},
     contract::assert_documented,
     counter, scratch_dir,
-    servers::{NonTlsServer, TlsServer},
+    servers::{NonTlsServer, TlsServer, self_signed_certificate},
 };
 use serde_json::Value;
 
@@ -308,8 +308,8 @@ fn python_ssl_module_reports_server_hostname() {
     );
     check_connect(&daemon, python.pid, port);
 
-    // `openssl s_server -www` runs its side of the handshake inside a BIO read, which no
-    // probe sees, and its session is never reported.
+    // `openssl s_server -www` runs its side of the handshake inside a BIO read, which has
+    // no probe, so its session is never reported.
     assert!(
         daemon
             .events_of("credwatch.tls.handshake", server.pid())
@@ -348,25 +348,7 @@ thread.join()
 fn server_side_handshake_is_dropped_in_the_kernel() {
     let mut daemon = Daemon::start("");
     let dir = scratch_dir();
-    let certificate = dir.path().join("both.pem");
-    let key = dir.path().join("both.key");
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=both.example.test"])
-        .args(["-addext", "subjectAltName=DNS:both.example.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&certificate)
-        .output()
-        .expect("failed to run openssl");
-    assert!(made.status.success(), "{made:?}");
+    let (certificate, key) = self_signed_certificate(dir.path(), "both.example.test");
 
     let python = run_to_end(
         client(PYTHON3)

@@ -9,7 +9,8 @@ use std::{
 };
 
 use credwatch_tests::{
-    Daemon, attribute, contract::assert_documented, encoding::jwt, unique, write_file,
+    Daemon, attribute, contract::assert_documented, encoding::jwt, servers::test_has_terminal,
+    unique, write_file,
 };
 use serde_json::Value;
 
@@ -315,13 +316,6 @@ fn token_read_from_another_pod_is_flagged() {
     );
 }
 
-/// Tells whether this test process has a controlling terminal (a developer's shell, not CI).
-fn test_has_terminal() -> bool {
-    let stat = fs::read_to_string("/proc/self/stat").unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-    after_name.split_whitespace().nth(4) != Some("0")
-}
-
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn terminal_reader_is_interactive_and_setsid_reader_is_not() {
@@ -531,7 +525,7 @@ impl Drop for FakeKubelet {
 
 /// Reads a file inside the test pod until the event carries the kubelet's metadata, for at
 /// most about two seconds. The first fetch runs in the background at start, and a read before
-/// it finished goes without the metadata and asks for a new fetch.
+/// it finished goes without the metadata and requests a new fetch.
 fn read_until_kubelet_answers(daemon: &Daemon) -> Value {
     let mut event = read_inside(daemon, &pod_cgroup(POD_UID));
     for _ in 0..20 {
@@ -619,7 +613,7 @@ fn broken_kubelet_never_blocks_events() {
 }
 
 /// A kubelet stand-in that speaks TLS on loopback: the system Python's `http.server` behind
-/// `ssl`. It answers `/pods` after `delay` seconds, and only to the bearer token in the file
+/// `ssl`. It serves `/pods` after `delay` seconds, and only to the bearer token in the file
 /// `token` of its directory.
 const TLS_KUBELET: &str = r#"
 import http.server, os, ssl, sys, time

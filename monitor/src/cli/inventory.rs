@@ -296,9 +296,12 @@ mod tests {
         let mut never = entry("cw1:never", &[]);
         never.last_used = None;
 
-        let kept = stale(vec![recent, old, never], 30, now);
+        let stale_entries = stale(vec![recent, old, never], 30, now);
 
-        let ids: Vec<&str> = kept.iter().map(|entry| entry.id.as_str()).collect();
+        let ids: Vec<&str> = stale_entries
+            .iter()
+            .map(|entry| entry.id.as_str())
+            .collect();
         assert_eq!(ids, ["cw1:old", "cw1:never"]);
     }
 }

@@ -58,7 +58,6 @@ pub struct Finding {
 const COPIED_PREFIXES: &[&str] = &[
     "process.",
     "credwatch.process.",
-    "user.",
     "container.",
     "credwatch.container.",
     "k8s.",

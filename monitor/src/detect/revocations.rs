@@ -1,6 +1,6 @@
 //! The revocation list: credential ids and native ids that must no longer be used.
 //!
-//! The file holds one id per line: a credwatch id (`cw1:...`) or an issuer's id such as an AWS
+//! The file contains one id per line: a credwatch id (`cw1:...`) or an issuer's id such as an AWS
 //! access key id or a certificate fingerprint. Blank lines and text after `#` are ignored. The
 //! file is read again when its modification time, size or inode changes, so a revocation
 //! takes effect without a restart. A file that turns unreadable keeps the last list.
@@ -77,9 +77,9 @@ impl Revocations {
     /// Reads the file when its version changed.
     fn reload(&mut self) -> Result<(), String> {
         self.last_check = Some(Instant::now());
-        let shown = self.path.display();
+        let path = self.path.display();
         let metadata = fs::metadata(&self.path).map_err(|error| {
-            format!("detection.revocation_file {shown}: {error}; create it, or remove the setting")
+            format!("detection.revocation_file {path}: {error}; create it, or remove the setting")
         })?;
         let version = (
             metadata.mtime_nsec() + metadata.mtime() * 1_000_000_000,
@@ -91,18 +91,18 @@ impl Revocations {
         }
         if metadata.len() > MAX_BYTES {
             return Err(format!(
-                "detection.revocation_file {shown} is larger than {} MiB",
+                "detection.revocation_file {path} is larger than {} MiB",
                 MAX_BYTES >> 20
             ));
         }
         let text = fs::read_to_string(&self.path).map_err(|error| {
             format!(
-                "detection.revocation_file {shown}: {error}; it must be UTF-8 text, one id per line"
+                "detection.revocation_file {path}: {error}; it must be UTF-8 text, one id per line"
             )
         })?;
         self.ids = parse(&text);
         self.version = Some(version);
-        tracing::info!(path = %shown, ids = self.ids.len(), "read the revocation list");
+        tracing::info!(path = %path, ids = self.ids.len(), "read the revocation list");
         Ok(())
     }
 }

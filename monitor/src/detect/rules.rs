@@ -272,7 +272,7 @@ impl<C: Clock> Detector<C> {
         })
     }
 
-    /// Counts a finding against the current minute, and tells whether the limit allows it.
+    /// Counts a finding against the current minute and returns whether the limit allows it.
     fn take_from_minute(&mut self, now: SystemTime) -> bool {
         if now
             .duration_since(self.minute.0)
@@ -537,14 +537,14 @@ mod tests {
         let by_id = [credential("cw1:gone", None)];
         let mut by_native = credential("cw1:other", None);
         by_native.native_id = Some("system:serviceaccount:ops:old".into());
-        let kept = [credential("cw1:kept", None)];
+        let not_revoked = [credential("cw1:kept", None)];
 
         assert_eq!(types(&detector.read(&read(1, &by_id))), ["revoked_use"]);
         assert_eq!(
             types(&detector.read(&read(1, &[by_native]))),
             ["revoked_use"]
         );
-        assert!(detector.read(&read(1, &kept)).is_empty());
+        assert!(detector.read(&read(1, &not_revoked)).is_empty());
     }
 
     #[test]

@@ -398,8 +398,8 @@ mod tests {
         assert_eq!(unknown.interactive, None);
     }
 
-    /// An entry for the same pid that started a minute earlier with another executable, as a
-    /// lost exit record leaves behind.
+    /// Returns an entry for the same pid that started a minute earlier with another
+    /// executable, as a lost exit record leaves behind.
     fn earlier_process(real: &ProcessInfo) -> ProcessInfo {
         ProcessInfo {
             executable: Some(PathBuf::from("/usr/bin/old-program")),

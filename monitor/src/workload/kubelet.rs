@@ -167,8 +167,8 @@ impl FetchState {
             }
             Err(error) => {
                 if self != Self::Failing(error.clone()) {
-                    let kept = lock(pods).len();
-                    tracing::warn!(%address, %error, pods_kept = kept, "failed to read pods from the kubelet; events keep the last pod list read, and pods it lacks go without owners, labels and images until the kubelet responds");
+                    let cached_pods = lock(pods).len();
+                    tracing::warn!(%address, %error, pods_kept = cached_pods, "failed to read pods from the kubelet; events keep the last pod list read, and pods it lacks go without owners, labels and images until the kubelet responds");
                 }
                 Self::Failing(error)
             }

@@ -49,9 +49,9 @@ pub struct TlsTransport {
 }
 
 impl Transport {
-    /// Builds the transport the `kubernetes` section asks for. Over TLS, the CA file must hold
-    /// at least one certificate and the token file must be readable; the error names the key
-    /// and the file, and says what to change.
+    /// Builds the transport the `kubernetes` section selects. Over TLS, the CA file must
+    /// contain at least one certificate and the token file must be readable. The error names
+    /// the key and the file, and the fix.
     pub fn from_config(settings: &KubernetesConfig, address: &str) -> Result<Self, String> {
         if !settings.kubelet_tls {
             return Ok(Self::Plain);
