@@ -8,6 +8,7 @@ use std::{
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+mod baseline;
 mod inventory;
 
 use crate::{
@@ -89,6 +90,10 @@ pub enum Command {
         #[arg(long, value_name = "DAYS")]
         stale: Option<u32>,
     },
+    /// Export or import the learnt baselines (consumers and destinations per credential), so
+    /// that a team can review and pin them.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
     /// Validate a configuration file and exit 0 when it is valid, 2 when not.
     CheckConfig {
         /// Configuration file (YAML).
@@ -109,6 +114,31 @@ pub enum Command {
         /// `--hooks open` only).
         #[arg(long)]
         read_path: bool,
+    },
+}
+
+/// Subcommands of `credwatch baseline`.
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Write every baseline as a JSON document.
+    Export {
+        /// State directory of the daemon.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// File to write, or `-` for standard output.
+        #[arg(long, short, value_name = "FILE", default_value = "-")]
+        output: PathBuf,
+    },
+    /// Read a JSON document written by `export` (edited or not) and pin its baselines: the
+    /// daemon then treats them as frozen and never changes them. Exits 2 when the document is
+    /// invalid.
+    Import {
+        /// State directory of the daemon.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Document to read, or `-` for standard input.
+        #[arg(value_name = "FILE")]
+        input: PathBuf,
     },
 }
 
@@ -164,6 +194,12 @@ pub fn execute(cli: Cli) -> ExitCode {
             format,
             stale,
         } => inventory::print(&state_dir, format, stale),
+        Command::Baseline(BaselineCommand::Export { state_dir, output }) => {
+            baseline::export(&state_dir, &output)
+        }
+        Command::Baseline(BaselineCommand::Import { state_dir, input }) => {
+            baseline::import(&state_dir, &input)
+        }
         Command::CheckConfig { config } => check_config(&config),
         Command::Floor {
             ready_file,
@@ -234,8 +270,13 @@ fn run(args: RunArgs) -> ExitCode {
         health: config.health,
         tls: config.tls,
     };
+    // Baselines get their own connection to the state database, which WAL mode allows.
+    let baseline_store = match Store::open(&args.state_dir) {
+        Ok(store) => store,
+        Err(error) => return report(&error, EXIT_FAILURE),
+    };
     let mut daemon = Daemon::new(catalogue, sink, identities, &config.kubernetes)
-        .with_detection(config.detection.clone());
+        .with_detection(config.detection.clone(), Some(baseline_store));
     if let Some(address) = &config.kubernetes.kubelet_address {
         match Kubelet::start(address, &config.kubernetes) {
             Ok(kubelet) => daemon = daemon.with_kubelet(kubelet),

@@ -4,6 +4,7 @@
 //! Unknown keys are rejected so that a typo never silently turns a setting off.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -58,6 +59,8 @@ pub struct KubernetesConfig {
 }
 
 /// Directory in which Kubernetes mounts a pod's service-account token and cluster CA.
+/// Seconds in a day.
+const DAY: u64 = 86_400;
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 impl Default for KubernetesConfig {
@@ -188,6 +191,35 @@ pub struct DetectionConfig {
     /// File of revoked credential ids and native ids, one per line; a read of one raises
     /// `revoked_use`. Read again when it changes.
     pub revocation_file: Option<PathBuf>,
+    /// Policy file of credential selectors and their allowed consumers; a read by another
+    /// consumer raises `policy_violation`. Read again when it changes.
+    pub policy_file: Option<PathBuf>,
+    /// A credential used again after this long without use raises `dormant_reuse`; `0s` turns
+    /// the rule off.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub dormant_after: Duration,
+    /// How long after its first sighting a credential's consumers and destinations are learnt;
+    /// then its baseline is frozen.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub learning_window: Duration,
+    /// Learning windows of single credential types, such as `kubernetes_service_account_token`.
+    #[serde(deserialize_with = "deserialize_duration_map")]
+    pub learning_windows: BTreeMap<String, Duration>,
+    /// Raise `new_consumer` for a consumer outside a frozen baseline.
+    pub new_consumer: bool,
+    /// Raise `new_destination` for a server outside a frozen baseline.
+    pub new_destination: bool,
+    /// Distinct workloads of one credential that raise `shared_credential`; 0 turns the rule
+    /// off.
+    pub shared_workloads: u32,
+    /// Raise `foreign_workload` for a token bound to one pod and read from another.
+    pub foreign_workload: bool,
+    /// Raise `orphaned_use` for a credential whose owner (pod or systemd unit) is gone.
+    pub orphaned_use: bool,
+    /// A certificate in use that expires within this time raises `certificate_expiring`; `0s`
+    /// turns the rule off.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub certificate_warning: Duration,
 }
 
 impl Default for DetectionConfig {
@@ -202,6 +234,16 @@ impl Default for DetectionConfig {
             sweep_distinct: 10,
             sweep_window: Duration::from_secs(60),
             revocation_file: None,
+            policy_file: None,
+            dormant_after: Duration::from_secs(30 * DAY),
+            learning_window: Duration::from_secs(DAY),
+            learning_windows: BTreeMap::new(),
+            new_consumer: true,
+            new_destination: true,
+            shared_workloads: 2,
+            foreign_workload: true,
+            orphaned_use: true,
+            certificate_warning: Duration::from_secs(30 * DAY),
         }
     }
 }
@@ -227,6 +269,33 @@ impl DetectionConfig {
         }
         if let Some(path) = &self.revocation_file {
             crate::detect::Revocations::load(path).map_err(ConfigError::File)?;
+        }
+        if let Some(path) = &self.policy_file {
+            crate::detect::Policy::load(path).map_err(ConfigError::File)?;
+        }
+        if self.shared_workloads == 1 {
+            return Err(ConfigError::Invalid {
+                key: "detection.shared_workloads".into(),
+                value: "1".into(),
+                allowed: "it must be 0 (off) or at least 2, because one workload shares nothing"
+                    .into(),
+            });
+        }
+        let windows = std::iter::once(("learning_window".to_owned(), self.learning_window)).chain(
+            self.learning_windows
+                .iter()
+                .map(|(kind, window)| (format!("learning_windows.{kind}"), *window)),
+        );
+        for (key, window) in windows {
+            if window.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key: format!("detection.{key}"),
+                    value: "0s".into(),
+                    allowed: "it must be at least 1s, such as 24h; set detection.new_consumer and \
+                              detection.new_destination to false to turn baselines off"
+                        .into(),
+                });
+            }
         }
         if self.sweep_distinct > 0 && self.sweep_window.is_zero() {
             return Err(ConfigError::Invalid {
@@ -547,11 +616,28 @@ where
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
-/// Parses a duration written as a whole number and a unit: `ms`, `s`, `m` or `h`.
+fn deserialize_duration_map<'de, D>(deserializer: D) -> Result<BTreeMap<String, Duration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let texts = BTreeMap::<String, String>::deserialize(deserializer)?;
+    texts
+        .into_iter()
+        .map(|(key, text)| {
+            parse_duration(&text)
+                .map(|duration| (key.clone(), duration))
+                .map_err(|error| serde::de::Error::custom(format!("{key}: {error}")))
+        })
+        .collect()
+}
+
+/// Parses a duration written as a whole number and a unit: `ms`, `s`, `m`, `h` or `d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
-        format!("duration {text:?} has no unit; write for example `30s`, `500ms`, `5m` or `1h`")
+        format!(
+            "duration {text:?} has no unit; write for example `30s`, `500ms`, `5m`, `1h` or `30d`"
+        )
     })?;
     let (number, unit) = text.split_at(split);
     let value: u64 = number
@@ -562,9 +648,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(value),
         "m" => Duration::from_secs(value.saturating_mul(60)),
         "h" => Duration::from_secs(value.saturating_mul(3600)),
+        "d" => Duration::from_secs(value.saturating_mul(DAY)),
         _ => {
             return Err(format!(
-                "duration {text:?} has unknown unit {unit:?}; use `ms`, `s`, `m` or `h`"
+                "duration {text:?} has unknown unit {unit:?}; use `ms`, `s`, `m`, `h` or `d`"
             ));
         }
     };
@@ -800,7 +887,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("5 minutes"), "{error}");
-        assert!(error.contains("`ms`, `s`, `m` or `h`"), "{error}");
+        assert!(error.contains("`ms`, `s`, `m`, `h` or `d`"), "{error}");
+    }
+
+    #[test]
+    fn days_and_learning_windows_parse() {
+        let config =
+            parse("detection:\n  dormant_after: 45d\n  learning_windows:\n    kubeconfig: 2h\n")
+                .unwrap();
+        assert_eq!(
+            config.detection.dormant_after,
+            Duration::from_secs(45 * 86_400)
+        );
+        assert_eq!(
+            config.detection.learning_windows["kubeconfig"],
+            Duration::from_secs(7_200)
+        );
+    }
+
+    #[test]
+    fn bad_detection_values_are_rejected() {
+        for (text, expected) in [
+            (
+                "detection:\n  shared_workloads: 1\n",
+                "detection.shared_workloads",
+            ),
+            (
+                "detection:\n  learning_window: 0s\n",
+                "detection.learning_window",
+            ),
+            (
+                "detection:\n  learning_windows:\n    kubeconfig: 0s\n",
+                "detection.learning_windows.kubeconfig",
+            ),
+            (
+                "detection:\n  learning_windows:\n    kubeconfig: soon\n",
+                "kubeconfig",
+            ),
+            (
+                "detection:\n  policy_file: /nonexistent/credwatch-policy.yaml\n",
+                "/nonexistent/credwatch-policy.yaml",
+            ),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
     }
 
     #[test]

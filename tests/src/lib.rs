@@ -16,6 +16,7 @@ use std::{
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod cgroups;
 pub mod client;
 pub mod contract;
 pub mod encoding;

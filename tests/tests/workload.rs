@@ -9,105 +9,17 @@ use std::{
 };
 
 use credwatch_tests::{
-    Daemon, attribute, contract::assert_documented, encoding::jwt, servers::test_has_terminal,
+    Daemon, attribute,
+    cgroups::{TestCgroup, WaitingReader, read_file_inside},
+    contract::assert_documented,
+    encoding::jwt,
+    servers::test_has_terminal,
     unique, write_file,
 };
 use serde_json::Value;
 
 const ID: &str = "4f3e2d1c0b0a09080706050403020100ffeeddccbbaa99887766554433221100";
 const POD_UID: &str = "0d1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8";
-
-/// Returns the cgroup v2 mount point, from `/proc/self/mountinfo`.
-fn cgroup2_root() -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            (right.split_whitespace().next() == Some("cgroup2"))
-                .then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
-        })
-        .expect("a cgroup v2 hierarchy is mounted")
-}
-
-/// A cgroup directory chain made by a test, removed deepest first on drop.
-struct TestCgroup {
-    directories: Vec<PathBuf>,
-}
-
-impl TestCgroup {
-    /// Creates `relative` below a directory of its own under the cgroup v2 root.
-    fn create(relative: &str) -> Self {
-        let mut directories = Vec::new();
-        let mut path = cgroup2_root().join(format!(
-            "credwatch-test-{}-{}",
-            std::process::id(),
-            unique()
-        ));
-        fs::create_dir(&path).expect("create the test cgroup");
-        directories.push(path.clone());
-        for part in relative.split('/').filter(|part| !part.is_empty()) {
-            path = path.join(part);
-            fs::create_dir(&path).expect("create a nested test cgroup");
-            directories.push(path.clone());
-        }
-        Self { directories }
-    }
-
-    fn leaf(&self) -> &Path {
-        self.directories.last().unwrap()
-    }
-
-    fn enter(&self, pid: u32) {
-        fs::write(self.leaf().join("cgroup.procs"), pid.to_string())
-            .expect("move the process into the test cgroup");
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        for directory in self.directories.iter().rev() {
-            let _ = fs::remove_dir(directory);
-        }
-    }
-}
-
-/// A shell that waits for a line on its standard input, then reads `file` with `cat`.
-struct WaitingReader {
-    child: Child,
-}
-
-impl WaitingReader {
-    fn start(file: &Path) -> Self {
-        let child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(r#"read go; exec cat "$1" > /dev/null"#)
-            .arg("sh")
-            .arg(file)
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("start the reader");
-        Self { child }
-    }
-
-    fn go(mut self) -> u32 {
-        let pid = self.child.id();
-        let mut stdin = self.child.stdin.take().unwrap();
-        stdin.write_all(b"go\n").unwrap();
-        drop(stdin);
-        assert!(self.child.wait().unwrap().success());
-        pid
-    }
-}
-
-impl Drop for WaitingReader {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Writes a made-up AWS credentials file in the daemon's directory and returns it with its
 /// path as text.
@@ -131,22 +43,6 @@ fn read_inside(daemon: &Daemon, relative: &str) -> Value {
         "[default]\naws_access_key_id = AKIAMADEUPEXAMPLE234\n",
     );
     read_file_inside(daemon, &file, relative)
-}
-
-/// Reads `file` from a process inside a cgroup at `relative` and returns its event.
-fn read_file_inside(daemon: &Daemon, file: &Path, relative: &str) -> Value {
-    let cgroup = TestCgroup::create(relative);
-    let reader = WaitingReader::start(file);
-    cgroup.enter(reader.child.id());
-    let pid = reader.go();
-    let text = file.to_string_lossy().into_owned();
-    let event = daemon.wait_for("the access event from the test cgroup", |event| {
-        event["attributes"]["file.path"] == text.as_str()
-            && event["attributes"]["process.pid"] == pid
-    });
-    assert_documented(&event);
-    drop(cgroup);
-    event
 }
 
 #[test]
@@ -972,7 +868,7 @@ fn unlisted_pod_does_not_flood_the_kubelet() {
     let mut reads = 0;
     while started.elapsed() < std::time::Duration::from_secs(2) {
         let reader = WaitingReader::start(&file);
-        cgroup.enter(reader.child.id());
+        cgroup.enter(reader.pid());
         reader.go();
         reads += 1;
     }

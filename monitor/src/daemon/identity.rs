@@ -160,14 +160,15 @@ impl Identities {
     }
 
     /// Identifies the file `path` of catalogue type `credential_type` that `reader` opened,
-    /// and records the use.
+    /// and records the use. Also returns, per credential, its previous use or first sighting
+    /// in Unix milliseconds, for `dormant_reuse`.
     pub fn file_read(
         &mut self,
         reader: &Reader<'_>,
         path: &Path,
         credential_type: &str,
         now_ms: i64,
-    ) -> Arc<FileIdentity> {
+    ) -> (Arc<FileIdentity>, Vec<Option<i64>>) {
         let identity = match self.open(reader, path) {
             Ok(file) => self.identify_open_file(file, reader.pid, path, credential_type, now_ms),
             Err(error) => {
@@ -185,14 +186,20 @@ impl Identities {
                 Arc::new(FileIdentity::failed(Outcome::Unreadable, problem))
             }
         };
+        let mut previous_uses = Vec::with_capacity(identity.credentials.len());
         for credential in &identity.credentials {
             self.remember_reader(reader.pid, &credential.id);
             let result =
                 self.store
                     .record_use(&credential.id, reader.executable, reader.workload, now_ms);
-            self.check_store(result);
+            previous_uses.push(self.check_store(result).flatten());
         }
-        identity
+        (identity, previous_uses)
+    }
+
+    /// Returns the ids of the credentials a process read.
+    pub fn credentials_read_by(&self, pid: u32) -> &[String] {
+        self.readers.get(&pid).map_or(&[], Vec::as_slice)
     }
 
     /// Records that a process which read credentials connected to `server:port`.
@@ -370,20 +377,24 @@ impl Identities {
         }
     }
 
-    fn check_store(&mut self, result: Result<(), crate::store::StoreError>) {
-        if let Err(error) = result {
-            self.stats.store_failures += 1;
-            // The first failure and then every hundredth are logged, so that a full disk
-            // does not flood the log.
-            if self.stats.store_failures % 100 == 1 {
-                tracing::warn!(
-                    error = %error,
-                    source = ?std::error::Error::source(&error),
-                    failures = self.stats.store_failures,
-                    "failed to update the state database; events are still written"
-                );
-            }
+    /// Counts and logs a failed database write and returns the value of a successful one.
+    fn check_store<T>(&mut self, result: Result<T, crate::store::StoreError>) -> Option<T> {
+        let error = match result {
+            Ok(value) => return Some(value),
+            Err(error) => error,
+        };
+        self.stats.store_failures += 1;
+        // The first failure and then every hundredth are logged, so that a full disk
+        // does not flood the log.
+        if self.stats.store_failures % 100 == 1 {
+            tracing::warn!(
+                error = %error,
+                source = ?std::error::Error::source(&error),
+                failures = self.stats.store_failures,
+                "failed to update the state database; events are still written"
+            );
         }
+        None
     }
 }
 

@@ -6,6 +6,7 @@ pub mod directories;
 pub mod exposure;
 pub mod health;
 pub mod identity;
+mod owner;
 
 use std::{
     fs, io,
@@ -32,7 +33,8 @@ use self::{
     exposure::{Exposure, Exposures, Location, RunningProcess},
     health::{DaemonStats, Reason, health_event},
     identity::{
-        Identities, Reader, rfc3339_seconds, set_bound_pod_attributes, set_identity_attributes,
+        FileIdentity, Identities, Reader, rfc3339_seconds, set_bound_pod_attributes,
+        set_identity_attributes,
     },
 };
 use crate::{
@@ -49,7 +51,7 @@ use crate::{
         decode::{ExecEvent, OpenEvent, Record, decode},
         decode_network::{ConnectEvent, TlsCall},
     },
-    store::CredentialRecord,
+    store::{CredentialRecord, Store},
     tls::{
         event::handshake_event,
         hooks::TlsHooks,
@@ -167,9 +169,14 @@ impl Daemon {
         self
     }
 
-    /// Applies the `detection` settings instead of the defaults.
-    pub fn with_detection(mut self, settings: DetectionConfig) -> Self {
-        self.detector = Detector::new(settings, SystemClock);
+    /// Applies the `detection` settings instead of the defaults, with baselines kept in `store`
+    /// when given.
+    pub fn with_detection(mut self, settings: DetectionConfig, store: Option<Store>) -> Self {
+        let detector = Detector::new(settings, SystemClock);
+        self.detector = match store {
+            Some(store) => detector.with_store(store),
+            None => detector,
+        };
         self
     }
 
@@ -343,8 +350,9 @@ impl Daemon {
                 let process = self.processes.get_or_load(connect.pid);
                 let mut context = self.context();
                 let event = connect_event(&connect, &process, &mut context);
-                self.connect_destination(&connect, &event);
+                let findings = self.connect_destination(&connect, &event);
                 self.emit(event);
+                self.emit_all(findings);
             }
             Record::Tls(call) => self.handle_tls(&call),
             Record::Open(open) if open.match_flags & MATCH_LIBRARY != 0 => {
@@ -408,18 +416,57 @@ impl Daemon {
         let event = handshake_event(handshake, library.as_ref(), &process, &mut context);
         let succeeded = event.attributes.get("credwatch.tls.result")
             == Some(&serde_json::Value::from("success"));
-        if succeeded
-            && let Some(server) = event
-                .attributes
-                .get("server.address")
-                .and_then(serde_json::Value::as_str)
-        {
-            let port = port_attribute(&event, "server.port");
-            let now = unix_ms(event.time);
-            self.identities
-                .destination(handshake.pid, server, port, now);
-        }
+        let server = event
+            .attributes
+            .get("server.address")
+            .and_then(serde_json::Value::as_str)
+            .filter(|_| succeeded)
+            .map(str::to_owned);
+        let findings = match server {
+            Some(server) => {
+                let port = port_attribute(&event, "server.port");
+                self.destination(handshake.pid, &server, port, &event)
+            }
+            None => Vec::new(),
+        };
         self.emit(event);
+        self.emit_all(findings);
+    }
+
+    /// Records a destination of the credentials a process read and returns the
+    /// `new_destination` findings, with `trigger` (the connection's event) as their evidence.
+    fn destination(&mut self, pid: u32, server: &str, port: u16, trigger: &Event) -> Vec<Event> {
+        self.identities
+            .destination(pid, server, port, unix_ms(trigger.time));
+        let ids = self.identities.credentials_read_by(pid).to_vec();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let executable = attribute_str(trigger, "process.executable.path").unwrap_or_default();
+        let workload = attribute_str(trigger, "credwatch.workload.id");
+        let reader = Read {
+            pid,
+            executable,
+            workload_id: workload,
+            ..Read::default()
+        };
+        let findings = self.detector.destination(&reader, &ids, server, port);
+        findings
+            .iter()
+            .map(|finding| finding.to_event(trigger))
+            .collect()
+    }
+
+    /// Returns the owner of a credential file in words when it is gone.
+    fn gone_owner(&mut self, identity: &FileIdentity, path: &std::path::Path) -> Option<String> {
+        let root = self.cgroups.root().map(std::path::Path::to_path_buf);
+        owner::gone_owner(identity, path, &mut self.pods, root.as_deref())
+    }
+
+    fn emit_all(&mut self, events: Vec<Event>) {
+        for event in events {
+            self.emit(event);
+        }
     }
 
     /// Identifies the credentials of an opened file, adds them to the access event and
@@ -462,25 +509,30 @@ impl Daemon {
                 executable: &executable,
                 workload: &workload,
             };
-            let identity =
+            let (identity, last_used) =
                 self.identities
                     .file_read(&reader, &path, &credential_type, unix_ms(event.time));
             set_identity_attributes(&mut event, &identity);
-            let reader_pod = event
-                .attributes
-                .get("k8s.pod.uid")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned);
+            let reader_pod = attribute_str(&event, "k8s.pod.uid").map(str::to_owned);
             set_bound_pod_attributes(&mut event, &identity, reader_pod.as_deref());
+            let gone_owner = self.gone_owner(&identity, &path);
+            let path_text = path.to_string_lossy();
             let read = Read {
                 pid: open.pid,
+                ppid: process.ppid,
                 executable: &executable,
                 workload_id: Some(workload.as_str()).filter(|id| !id.is_empty()),
+                namespace: attribute_str(&event, "k8s.namespace.name"),
+                path: Some(path_text.as_ref()),
                 interactive: event
                     .attributes
                     .get("credwatch.process.interactive")
                     .and_then(serde_json::Value::as_bool),
                 credentials: &identity.credentials,
+                last_used: &last_used,
+                foreign_pod: event.attributes.get("credwatch.token.pod_mismatch")
+                    == Some(&serde_json::Value::Bool(true)),
+                gone_owner: gone_owner.as_deref(),
             };
             let findings = self.detector.read(&read);
             let trigger = event;
@@ -489,9 +541,7 @@ impl Daemon {
                 .map(|finding| finding.to_event(&trigger))
                 .collect();
             self.emit(trigger);
-            for finding in events {
-                self.emit(finding);
-            }
+            self.emit_all(events);
             return;
         } else if readable {
             event.set("credwatch.identify.result", "not_read");
@@ -503,26 +553,17 @@ impl Daemon {
         self.emit(event);
     }
 
-    /// Counts a successful connect as a destination of the credentials its process read.
-    fn connect_destination(&mut self, connect: &ConnectEvent, event: &Event) {
-        if event
-            .attributes
-            .get("credwatch.connect.result")
-            .and_then(|v| v.as_str())
-            != Some("ok")
-        {
-            return;
+    /// Counts a successful connect as a destination of the credentials its process read, and
+    /// returns the findings it raised.
+    fn connect_destination(&mut self, connect: &ConnectEvent, event: &Event) -> Vec<Event> {
+        if attribute_str(event, "credwatch.connect.result") != Some("ok") {
+            return Vec::new();
         }
-        let Some(address) = event
-            .attributes
-            .get("network.peer.address")
-            .and_then(|v| v.as_str())
-        else {
-            return;
+        let Some(address) = attribute_str(event, "network.peer.address").map(str::to_owned) else {
+            return Vec::new();
         };
         let port = port_attribute(event, "network.peer.port");
-        self.identities
-            .destination(connect.pid, address, port, unix_ms(event.time));
+        self.destination(connect.pid, &address, port, event)
     }
 
     /// Scans a new program's arguments and environment for secrets.
@@ -828,6 +869,14 @@ fn write_ready_file(path: &Path) -> Result<(), DaemonError> {
 }
 
 /// Returns the event's `credwatch.workload.id`, or an empty string when it has none.
+/// Returns a string attribute of an event.
+fn attribute_str<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
+    event
+        .attributes
+        .get(key)
+        .and_then(serde_json::Value::as_str)
+}
+
 fn workload_id(event: &Event) -> String {
     event
         .attributes

@@ -4,11 +4,15 @@
 //! drops repeats of a finding within the deduplication window and caps the findings per
 //! minute. Time comes from a [`Clock`], so the rules can be tested by moving time forward.
 
+mod baseline;
 mod finding;
+mod policy;
 mod revocations;
 mod rules;
 
+pub use baseline::{Baselines, unix_ms};
 pub use finding::{Finding, FindingType};
+pub use policy::{Policy, PolicySubject, Violation};
 pub use revocations::Revocations;
 pub use rules::{Detector, DetectorStats, Read};
 

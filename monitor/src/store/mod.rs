@@ -7,7 +7,10 @@
 //! `kill -9` loses at most the last transactions, never the database. Files are created with
 //! mode 0600 inside a directory with mode 0700.
 
+mod baselines;
 pub mod schema;
+
+pub use baselines::{BaselineConsumer, BaselineDestination, BaselineRecord};
 
 use std::{
     fs,
@@ -287,19 +290,30 @@ impl Store {
         Ok(previous)
     }
 
-    /// Counts one use of a credential by an executable (and workload, when known).
+    /// Counts one use of a credential by an executable (and workload, when known), and returns
+    /// the credential's previous use or, when it was never used, its first sighting, in Unix
+    /// milliseconds.
     pub fn record_use(
         &mut self,
         credential_id: &str,
         executable: &str,
         workload: &str,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let path = &self.path;
         let transaction = self
             .connection
             .transaction()
             .map_err(failed(path, "start a transaction"))?;
+        let previous: Option<i64> = transaction
+            .query_row(
+                "SELECT COALESCE(last_used, first_seen) FROM credentials WHERE id = ?1",
+                [credential_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(failed(path, "read the last use"))?
+            .flatten();
         transaction
             .execute(
                 "UPDATE credentials SET use_count = use_count + 1,
@@ -316,7 +330,8 @@ impl Store {
                 params![credential_id, executable, workload, now_ms],
             )
             .map_err(failed(path, "store a consumer"))?;
-        transaction.commit().map_err(failed(path, "commit"))
+        transaction.commit().map_err(failed(path, "commit"))?;
+        Ok(previous)
     }
 
     /// Counts a connection to `server:port` by a process that had read the credential.

@@ -58,4 +58,14 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     ",
+    // 3: learnt baselines, one JSON document per credential, and whether a team pinned it.
+    "
+    CREATE TABLE baselines (
+        credential_id TEXT PRIMARY KEY,
+        document      TEXT NOT NULL,
+        pinned        INTEGER NOT NULL DEFAULT 0,
+        updated       INTEGER NOT NULL
+    );
+    INSERT INTO meta (name, value) VALUES ('baseline_generation', '0');
+    ",
 ];

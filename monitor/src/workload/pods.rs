@@ -68,6 +68,17 @@ impl PodDirectory {
         self.pods.get(uid)
     }
 
+    /// Returns whether the pod `uid`, which credwatch saw on this node, is gone: neither its
+    /// kubelet directory nor its log directory exists any more. None for a pod never seen
+    /// here, such as a pod of another node, whose state this node cannot know.
+    pub fn is_gone(&mut self, uid: &str) -> Option<bool> {
+        let meta = self.lookup(uid)?;
+        let log_directory = format!("{}_{}_{uid}", meta.namespace, meta.name);
+        let kubelet_directory = self.host_root.join("var/lib/kubelet/pods").join(uid);
+        let log_directory = self.host_root.join("var/log/pods").join(log_directory);
+        Some(!kubelet_directory.exists() && !log_directory.exists())
+    }
+
     /// Looks again for the token of a known pod that had none, such as a pod whose token
     /// volume was mounted after its log directory appeared.
     fn refresh_account(&mut self, uid: &str) {

@@ -44,6 +44,8 @@ mod timestamps;
 mod vault;
 mod x509;
 
+pub(crate) use text::flow_depth_exceeded;
+
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub(super) fn parse_yaml(contents: &[u8], expected: &'static str) -> Result<Valu
 /// Returns the line where `[` and `{` outside quoted scalars and comments nest deeper than
 /// `max_depth`. Quotes are recognised where a YAML scalar may start, so the apostrophe of a
 /// plain scalar such as `don't` opens none.
-fn flow_depth_exceeded(text: &str, max_depth: usize) -> Option<usize> {
+pub(crate) fn flow_depth_exceeded(text: &str, max_depth: usize) -> Option<usize> {
     let mut depth = 0_usize;
     let mut line = 1;
     let mut quote = None;
@@ -96,6 +96,9 @@ fn flow_depth_exceeded(text: &str, max_depth: usize) -> Option<usize> {
                             break;
                         }
                     }
+                    // The next line starts fresh, as after any other newline.
+                    previous = b'\n';
+                    continue;
                 }
                 b'[' | b'{' => {
                     depth += 1;

@@ -1,0 +1,236 @@
+//! `credwatch baseline export|import`: the learnt baselines as a JSON document that a team can
+//! review, edit and pin.
+//!
+//! An export lists every baseline in the state database. An import writes the baselines of a
+//! document and pins them: the daemon never changes a pinned baseline, treats it as frozen
+//! whatever its learning window, and loads it within seconds without a restart.
+
+use std::{
+    io::{Read as _, Write as _},
+    path::Path,
+    process::ExitCode,
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{EXIT_FAILURE, EXIT_USAGE, report};
+use crate::{
+    detect::unix_ms,
+    store::{BaselineRecord, DATABASE_FILE, Store},
+};
+
+/// The value of `format` in a baseline document.
+const FORMAT: &str = "credwatch-baselines";
+/// The document version this build writes and reads.
+const VERSION: u32 = 1;
+/// Largest document read by an import.
+const MAX_DOCUMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The exported document.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    format: String,
+    version: u32,
+    baselines: Vec<BaselineRecord>,
+}
+
+/// Writes every baseline of `state_dir` as JSON to `output` (`-` for standard output).
+pub fn export(state_dir: &Path, output: &Path) -> ExitCode {
+    let database = state_dir.join(DATABASE_FILE);
+    if !database.exists() {
+        eprintln!(
+            "credwatch: error: no state database at {}; pass the --state-dir the daemon uses",
+            database.display()
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let baselines = match Store::open_read_only(state_dir).and_then(|store| store.baselines()) {
+        Ok(baselines) => baselines,
+        Err(error) => return report(&error, EXIT_FAILURE),
+    };
+    let document = Document {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        baselines,
+    };
+    let mut text = serde_json::to_string_pretty(&document).expect("a baseline serializes to JSON");
+    text.push('\n');
+    let written = if output == Path::new("-") {
+        std::io::stdout().lock().write_all(text.as_bytes())
+    } else {
+        std::fs::write(output, text.as_bytes())
+    };
+    if let Err(error) = written {
+        eprintln!(
+            "credwatch: error: failed to write {}: {error}",
+            output.display()
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    if output != Path::new("-") {
+        eprintln!(
+            "credwatch: exported {} baselines to {}",
+            document.baselines.len(),
+            output.display()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Reads a baseline document from `input` (`-` for standard input), checks it and writes its
+/// baselines, pinned, to the state database of `state_dir`.
+pub fn import(state_dir: &Path, input: &Path) -> ExitCode {
+    let text = match read_input(input) {
+        Ok(text) => text,
+        Err(message) => {
+            eprintln!("credwatch: error: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let records = match parse(&text, input) {
+        Ok(records) => records,
+        Err(message) => {
+            eprintln!("credwatch: error: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let imported =
+        Store::open(state_dir).and_then(|mut store| store.import_baselines(&records, now_ms()));
+    match imported {
+        Ok(count) => {
+            eprintln!(
+                "credwatch: imported and pinned {count} baselines into {}; a running daemon \
+                 applies them within a few seconds",
+                state_dir.join(DATABASE_FILE).display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => report(&error, EXIT_FAILURE),
+    }
+}
+
+fn now_ms() -> i64 {
+    unix_ms(std::time::SystemTime::now())
+}
+
+fn read_input(input: &Path) -> Result<String, String> {
+    let mut text = String::new();
+    let result = if input == Path::new("-") {
+        std::io::stdin()
+            .take(MAX_DOCUMENT_BYTES + 1)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(input)
+            .and_then(|file| file.take(MAX_DOCUMENT_BYTES + 1).read_to_string(&mut text))
+    };
+    result.map_err(|error| format!("failed to read {}: {error}", input.display()))?;
+    if text.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Err(format!(
+            "{} is larger than {} MiB; split it into several imports",
+            input.display(),
+            MAX_DOCUMENT_BYTES / (1024 * 1024)
+        ));
+    }
+    Ok(text)
+}
+
+/// Parses and checks a document, and returns its baselines.
+fn parse(text: &str, input: &Path) -> Result<Vec<BaselineRecord>, String> {
+    let document: Document = serde_json::from_str(text).map_err(|error| {
+        format!(
+            "{} is not a baseline document: {error}; start from the output of `credwatch \
+             baseline export`",
+            input.display()
+        )
+    })?;
+    if document.format != FORMAT || document.version != VERSION {
+        return Err(format!(
+            "{} has format {:?} version {}; this credwatch reads format {FORMAT:?} version \
+             {VERSION}",
+            input.display(),
+            document.format,
+            document.version
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (index, record) in document.baselines.iter().enumerate() {
+        let name = format!("{} baselines[{index}]", input.display());
+        if record.credential_id.trim().is_empty() {
+            return Err(format!(
+                "{name}: credential_id is empty; copy it from an export"
+            ));
+        }
+        if !seen.insert(record.credential_id.as_str()) {
+            return Err(format!(
+                "{name}: credential {} appears twice; keep one entry per credential",
+                record.credential_id
+            ));
+        }
+        if record.learning_until_ms < record.learning_started_ms {
+            return Err(format!(
+                "{name}: learning_until_ms is before learning_started_ms"
+            ));
+        }
+        if let Some(consumer) = record
+            .consumers
+            .iter()
+            .find(|consumer| consumer.workload.is_empty() && consumer.executable.is_empty())
+        {
+            return Err(format!(
+                "{name}: a consumer has neither workload nor executable ({consumer:?}); give at \
+                 least one"
+            ));
+        }
+    }
+    Ok(document.baselines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document(baselines: &str) -> String {
+        format!(r#"{{"format": "credwatch-baselines", "version": 1, "baselines": [{baselines}]}}"#)
+    }
+
+    const ONE: &str = r#"{"credential_id": "cw1:a", "credential_type": "kubeconfig",
+        "learning_started_ms": 1, "learning_until_ms": 2,
+        "consumers": [{"workload": "systemd://cart.service", "executable": "/usr/bin/cart"}]}"#;
+
+    #[test]
+    fn valid_document_parses() {
+        let records = parse(&document(ONE), Path::new("in.json")).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].consumers[0].executable, "/usr/bin/cart");
+    }
+
+    #[test]
+    fn bad_documents_are_rejected() {
+        let cases = [
+            ("not json", "is not a baseline document".to_owned()),
+            (
+                r#"{"format": "other", "version": 1, "baselines": []}"#,
+                "has format \"other\"".to_owned(),
+            ),
+            (document(&format!("{ONE}, {ONE}")).leak(), "appears twice".to_owned()),
+            (
+                document(r#"{"credential_id": "", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2}"#).leak(),
+                "credential_id is empty".to_owned(),
+            ),
+            (
+                document(r#"{"credential_id": "cw1:b", "credential_type": "x", "learning_started_ms": 5, "learning_until_ms": 2}"#).leak(),
+                "before learning_started_ms".to_owned(),
+            ),
+            (
+                document(r#"{"credential_id": "cw1:b", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2, "extra": 1}"#).leak(),
+                "unknown field".to_owned(),
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text, Path::new("in.json")).unwrap_err();
+            assert!(error.contains(&expected), "{text}: {error}");
+            assert!(error.contains("in.json"), "{error}");
+        }
+    }
+}
