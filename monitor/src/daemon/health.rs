@@ -90,6 +90,8 @@ pub struct DaemonStats {
     pub findings_deduplicated: u64,
     /// Findings dropped by the per-minute limit.
     pub findings_rate_limited: u64,
+    /// Credentials with a baseline.
+    pub baselines: u64,
 }
 
 impl DaemonStats {
@@ -187,6 +189,7 @@ pub fn health_event(
             "credwatch.daemon.findings_deduplicated",
             daemon.findings_deduplicated,
         )
+        .set("credwatch.daemon.baselines", daemon.baselines)
         .set(
             "credwatch.daemon.findings_rate_limited",
             daemon.findings_rate_limited,

@@ -728,6 +728,7 @@ impl Daemon {
         self.stats.findings_raised = self.detector.stats.raised;
         self.stats.findings_deduplicated = self.detector.stats.deduplicated;
         self.stats.findings_rate_limited = self.detector.stats.rate_limited;
+        self.stats.baselines = self.detector.baselines().len() as u64;
         let hashes = self.executables.stats();
         self.stats.executables_hashed = hashes.hashed;
         self.stats.executables_not_hashed = hashes.skipped;
