@@ -178,3 +178,45 @@ fn sigterm_during_start_exits_zero() {
         "{events}"
     );
 }
+
+/// Returns the tracefs mounts in the mount namespace of process `pid` (`self` for this one),
+/// as lines of its `mountinfo`.
+fn tracefs_mounts_of(pid: &str) -> Vec<String> {
+    fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(" - tracefs "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn tracefs_mounts() -> Vec<String> {
+    tracefs_mounts_of("self")
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn two_daemons_start_at_once() {
+    let before = tracefs_mounts();
+
+    let (mut first, mut second) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| Daemon::start(""));
+        let second = scope.spawn(|| Daemon::start(""));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    let while_running = tracefs_mounts();
+    let daemon_mounts = tracefs_mounts_of(&first.pid().to_string());
+    assert!(first.stop().success(), "{}", first.stderr_text());
+    assert!(second.stop().success(), "{}", second.stderr_text());
+
+    // A tracefs the daemons mount lives in their own mount namespaces, so neither can take it
+    // away from the other and the host keeps its mounts as they were.
+    assert_eq!(while_running, before);
+    assert_eq!(tracefs_mounts(), before);
+    if before.is_empty() {
+        assert!(
+            !daemon_mounts.is_empty(),
+            "the daemon mounted tracefs for itself and keeps it"
+        );
+    }
+}

@@ -177,7 +177,7 @@ impl Policy {
 
         let metadata = fs::metadata(&self.path).map_err(|error| {
             format!(
-                "policy file {path}: {error}; check that the file exists and credwatch can read it"
+                "detection.policy_file {path}: {error}; check that the file exists and credwatch can read it"
             )
         })?;
         let version = (
@@ -196,19 +196,19 @@ impl Policy {
 
         if metadata.len() > MAX_BYTES {
             return Err(format!(
-                "policy file {path} is {} bytes, larger than the {} MiB limit; remove unused policies or merge their lists",
+                "detection.policy_file {path} is {} bytes, larger than the {} MiB limit; remove unused policies or merge their lists",
                 metadata.len(),
                 MAX_BYTES >> 20
             ));
         }
         let text = fs::read_to_string(&self.path).map_err(|error| {
-            format!("policy file {path}: {error}; it must be a readable file of UTF-8 YAML text")
+            format!("detection.policy_file {path}: {error}; it must be a readable file of UTF-8 YAML text")
         })?;
 
         // Read errors are not remembered in `rejected`, because a fix such as `chmod` leaves
         // the version unchanged.
         let policies = parse(&text).map_err(|error| {
-            let error = format!("policy file {path}: {error}");
+            let error = format!("detection.policy_file {path}: {error}");
             self.rejected = Some((version, error.clone()));
             error
         })?;
@@ -216,7 +216,7 @@ impl Policy {
         self.policies = policies;
         self.version = Some(version);
         self.rejected = None;
-        tracing::info!(path = %path, policies = self.policies.len(), "read the policy file");
+        tracing::debug!(path = %path, policies = self.policies.len(), "read the policy file");
         Ok(())
     }
 }
@@ -936,7 +936,7 @@ policies:
         let dir = tempfile::tempdir().unwrap();
         // A directory has metadata but cannot be read as a file, even by root.
         let error = Policy::load(dir.path()).unwrap_err();
-        assert!(error.contains("policy file"), "{error}");
+        assert!(error.contains("detection.policy_file"), "{error}");
         assert!(error.contains(&dir.path().display().to_string()), "{error}");
     }
 

@@ -125,6 +125,7 @@ impl<C: Clock> Detector<C> {
         });
         let policy = settings.policy_file.as_deref().and_then(|path| {
             Policy::load(path)
+                .inspect(|policy| tracing::info!(path = %path.display(), policies = policy.len(), "read the policy file"))
                 .inspect_err(|error| tracing::error!(%error, "policy_violation is off"))
                 .ok()
         });

@@ -3,9 +3,12 @@
 //!
 //! aya resolves a tracepoint's id through `/sys/kernel/tracing` (or the older
 //! `/sys/kernel/debug/tracing`). Hosts that boot without tracefs mounted (minimal images, some
-//! container hosts) still have it compiled in, so the daemon mounts it when missing and
-//! unmounts it again once the tracepoints are attached; an attached tracepoint does not need
-//! the mount.
+//! container hosts) still have it compiled in, so the daemon mounts it when missing. It does so
+//! in a mount namespace of its own, which receives the host's mounts but sends none back. The
+//! mount is then invisible on the host, and two daemons starting at once cannot unmount each
+//! other's.
+//! Where that namespace cannot be made, the daemon mounts tracefs on the host and unmounts it
+//! again once the tracepoints are attached; an attached tracepoint does not need the mount.
 
 use std::{
     ffi::CString,
@@ -74,18 +77,32 @@ impl Tracefs {
                 });
             }
         }
+        let private = match enter_private_mount_namespace() {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(%error, "failed to make a mount namespace of its own; mounting tracefs on the host");
+                false
+            }
+        };
         mount_tracefs(Path::new(TRACEFS_MOUNT_POINT))?;
-        tracing::info!(
-            path = TRACEFS_MOUNT_POINT,
-            "mounted tracefs to attach tracepoints; it is unmounted once they are attached"
-        );
+        if private {
+            tracing::info!(
+                path = TRACEFS_MOUNT_POINT,
+                "mounted tracefs in the daemon's own mount namespace to attach tracepoints"
+            );
+        } else {
+            tracing::info!(
+                path = TRACEFS_MOUNT_POINT,
+                "mounted tracefs to attach tracepoints; it is unmounted once they are attached"
+            );
+        }
         Ok(Self {
             root: TRACEFS_MOUNT_POINT.into(),
-            mounted_by_us: true,
+            mounted_by_us: !private,
         })
     }
 
-    /// Whether the daemon mounted this tracefs.
+    /// Whether the daemon mounted this tracefs on the host, and unmounts it on drop.
     pub fn mounted_by_us(&self) -> bool {
         self.mounted_by_us
     }
@@ -133,6 +150,33 @@ impl Drop for Tracefs {
             tracing::warn!(path = %self.root.display(), %error, "failed to unmount the tracefs the daemon mounted");
         }
     }
+}
+
+/// Moves the calling thread, and the threads it starts later, into a new mount namespace that
+/// receives the host's mount events but propagates none back.
+fn enter_private_mount_namespace() -> io::Result<()> {
+    // SAFETY: unshare takes only flags. It gives the calling thread a new mount namespace that
+    // starts as a copy of the current mounts.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the pointers are valid NUL-terminated strings or null, as mount(2) allows for a
+    // propagation change, which takes no source, file system type or data.
+    let result = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        )
+    };
+    if result != 0 {
+        // The copy still shares mount events with the host, so a mount made here would appear
+        // there too. The caller therefore treats the mount as a host mount.
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn mount_tracefs(target: &Path) -> Result<(), TracefsError> {
