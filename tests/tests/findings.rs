@@ -577,3 +577,113 @@ fn shell_loop_over_files_is_a_sweep() {
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     assert_no_secret(&daemon, &secrets);
 }
+
+/// Writes a made-up self-signed certificate for `name` that expired on 2020-01-02 to
+/// `certificate`, signed by `openssl ca` with a fixed validity in `work`.
+fn make_expired_certificate(work: &Path, certificate: &Path, name: &str) {
+    fs::create_dir_all(work).unwrap();
+    fs::write(work.join("index.txt"), "").unwrap();
+    fs::write(work.join("serial"), "01\n").unwrap();
+    fs::write(
+        work.join("ca.cnf"),
+        "[ca]\ndefault_ca = made_up\n[made_up]\ndatabase = index.txt\nnew_certs_dir = .\n\
+         serial = serial\ndefault_md = sha256\npolicy = any_name\n[any_name]\n\
+         commonName = supplied\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new("/usr/bin/openssl")
+            .args(args)
+            .current_dir(work)
+            .stdin(Stdio::null())
+            .output()
+            .expect("failed to run /usr/bin/openssl, which `cargo xtask setup` installs");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "request.pem",
+        "-subj",
+        &format!("/CN={name}"),
+    ]);
+    run(&[
+        "ca",
+        "-batch",
+        "-config",
+        "ca.cnf",
+        "-selfsign",
+        "-keyfile",
+        "key.pem",
+        "-in",
+        "request.pem",
+        "-out",
+        "certificate.pem",
+        "-startdate",
+        "20200101000000Z",
+        "-enddate",
+        "20200102000000Z",
+    ]);
+    fs::create_dir_all(certificate.parent().unwrap()).unwrap();
+    fs::copy(work.join("certificate.pem"), certificate).unwrap();
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn expired_certificate_raises_expired_use() {
+    let dir = scratch_dir();
+    let expired = dir.path().join("certificates/expired.pem");
+    let valid = dir.path().join("certificates/valid.pem");
+    make_expired_certificate(&dir.path().join("ca"), &expired, "expired.example.test");
+    make_certificate(
+        &valid,
+        &dir.path().join("keys/valid"),
+        "valid.example.test",
+        400,
+    );
+    let entry = format!(
+        "    - {{id: test-certificates, type: x509_certificate, paths: [{}, {}]}}\n",
+        expired.display(),
+        valid.display()
+    );
+    let mut daemon = Daemon::start_with_entries_and_sections(&entry, DETECTION, None);
+
+    let valid_reader = read_with("/usr/bin/cat", &valid);
+    let expired_reader = read_with("/usr/bin/cat", &expired);
+    let finding = wait_for_finding(&daemon, "expired_use", expired_reader);
+    daemon.barrier();
+    assert!(daemon.stop().success());
+
+    assert_documented(&finding);
+    assert_eq!(attribute(&finding, "credwatch.finding.severity"), "medium");
+    assert_eq!(
+        attribute(&finding, "credwatch.finding.credential.expires_at"),
+        "2020-01-02T00:00:00.000000Z"
+    );
+    assert!(
+        attribute(&finding, "credwatch.finding.summary")
+            .contains("read the x509_certificate credential expired.example.test that expired"),
+        "{finding}"
+    );
+    // An expired certificate is past the warning: it raises expired_use alone.
+    assert_eq!(
+        finding_types_of(&daemon, expired_reader),
+        vec!["expired_use".to_owned()]
+    );
+    assert_eq!(
+        finding_types_of(&daemon, valid_reader),
+        Vec::<String>::new()
+    );
+}

@@ -164,3 +164,25 @@ fn key_check_reports_a_changed_key() {
     let mut reopened = Store::open(dir.path()).unwrap();
     assert_eq!(reopened.replace_key_check("cw1:22").unwrap(), None);
 }
+
+#[test]
+fn record_use_returns_previous_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    store
+        .record_credential(&credential("cw1:aa"), None, 1_000)
+        .unwrap();
+
+    let first = store
+        .record_use("cw1:aa", "/usr/bin/aws", "", 2_000)
+        .unwrap();
+    drop(store);
+    // The last use survives a restart, so dormancy is measured across it.
+    let mut store = Store::open(dir.path()).unwrap();
+    let second = store
+        .record_use("cw1:aa", "/usr/bin/aws", "", 9_000)
+        .unwrap();
+
+    assert_eq!(first, Some(1_000), "never used: the first sighting");
+    assert_eq!(second, Some(2_000));
+}
