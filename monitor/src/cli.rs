@@ -139,6 +139,10 @@ pub enum BaselineCommand {
         /// Document to read, or `-` for standard input.
         #[arg(value_name = "FILE")]
         input: PathBuf,
+        /// Create the state database when it does not exist yet, to pin baselines before the
+        /// daemon first runs.
+        #[arg(long)]
+        create: bool,
     },
 }
 
@@ -197,9 +201,11 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Baseline(BaselineCommand::Export { state_dir, output }) => {
             baseline::export(&state_dir, &output)
         }
-        Command::Baseline(BaselineCommand::Import { state_dir, input }) => {
-            baseline::import(&state_dir, &input)
-        }
+        Command::Baseline(BaselineCommand::Import {
+            state_dir,
+            input,
+            create,
+        }) => baseline::import(&state_dir, &input, create),
         Command::CheckConfig { config } => check_config(&config),
         Command::Floor {
             ready_file,

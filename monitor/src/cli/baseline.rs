@@ -79,8 +79,18 @@ pub fn export(state_dir: &Path, output: &Path) -> ExitCode {
 }
 
 /// Reads a baseline document from `input` (`-` for standard input), checks it and writes its
-/// baselines, pinned, to the state database of `state_dir`.
-pub fn import(state_dir: &Path, input: &Path) -> ExitCode {
+/// baselines, pinned, to the state database of `state_dir`. Without `create`, the database
+/// must exist, so that a mistyped directory is not taken for a new one.
+pub fn import(state_dir: &Path, input: &Path, create: bool) -> ExitCode {
+    let database = state_dir.join(DATABASE_FILE);
+    if !create && !database.exists() {
+        eprintln!(
+            "credwatch: error: no state database at {}; pass the --state-dir the daemon uses, or \
+             add --create to prepare the state of a daemon that has not run yet",
+            database.display()
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
     let text = match read_input(input) {
         Ok(text) => text,
         Err(message) => {
@@ -99,10 +109,11 @@ pub fn import(state_dir: &Path, input: &Path) -> ExitCode {
         Store::open(state_dir).and_then(|mut store| store.import_baselines(&records, now_ms()));
     match imported {
         Ok(count) => {
+            let noun = if count == 1 { "baseline" } else { "baselines" };
             eprintln!(
-                "credwatch: imported and pinned {count} baselines into {}; a running daemon \
+                "credwatch: imported and pinned {count} {noun} into {}; a running daemon \
                  applies them within a few seconds",
-                state_dir.join(DATABASE_FILE).display()
+                database.display()
             );
             ExitCode::SUCCESS
         }
@@ -135,9 +146,19 @@ fn read_input(input: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// The document as read, with its baselines still unchecked, so that an error can name the
+/// entry it is in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocument {
+    format: String,
+    version: u32,
+    baselines: Vec<serde_json::Value>,
+}
+
 /// Parses and checks a document, and returns its baselines.
 fn parse(text: &str, input: &Path) -> Result<Vec<BaselineRecord>, String> {
-    let document: Document = serde_json::from_str(text).map_err(|error| {
+    let document: RawDocument = serde_json::from_str(text).map_err(|error| {
         format!(
             "{} is not a baseline document: {error}; start from the output of `credwatch \
              baseline export`",
@@ -153,37 +174,47 @@ fn parse(text: &str, input: &Path) -> Result<Vec<BaselineRecord>, String> {
             document.version
         ));
     }
+    let mut records = Vec::with_capacity(document.baselines.len());
     let mut seen = std::collections::HashSet::new();
-    for (index, record) in document.baselines.iter().enumerate() {
+    for (index, value) in document.baselines.into_iter().enumerate() {
         let name = format!("{} baselines[{index}]", input.display());
-        if record.credential_id.trim().is_empty() {
-            return Err(format!(
-                "{name}: credential_id is empty; copy it from an export"
-            ));
-        }
-        if !seen.insert(record.credential_id.as_str()) {
+        let record: BaselineRecord = serde_json::from_value(value)
+            .map_err(|error| format!("{name}: {error}; compare it with an export"))?;
+        check_record(&record, &name)?;
+        if !seen.insert(record.credential_id.clone()) {
             return Err(format!(
                 "{name}: credential {} appears twice; keep one entry per credential",
                 record.credential_id
             ));
         }
-        if record.learning_until_ms < record.learning_started_ms {
-            return Err(format!(
-                "{name}: learning_until_ms is before learning_started_ms"
-            ));
-        }
-        if let Some(consumer) = record
-            .consumers
-            .iter()
-            .find(|consumer| consumer.workload.is_empty() && consumer.executable.is_empty())
-        {
-            return Err(format!(
-                "{name}: a consumer has neither workload nor executable ({consumer:?}); give at \
-                 least one"
-            ));
-        }
+        records.push(record);
     }
-    Ok(document.baselines)
+    Ok(records)
+}
+
+/// Checks the values of one baseline; `name` locates it in errors.
+fn check_record(record: &BaselineRecord, name: &str) -> Result<(), String> {
+    if record.credential_id.trim().is_empty() {
+        return Err(format!(
+            "{name}: credential_id is empty; copy it from an export"
+        ));
+    }
+    if record.learning_until_ms < record.learning_started_ms {
+        return Err(format!(
+            "{name}: learning_until_ms is before learning_started_ms"
+        ));
+    }
+    let empty = record
+        .consumers
+        .iter()
+        .position(|consumer| consumer.workload.is_empty() && consumer.executable.is_empty());
+    if let Some(position) = empty {
+        return Err(format!(
+            "{name}: consumers[{position}] has neither a workload nor an executable; give at \
+             least one"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -224,7 +255,11 @@ mod tests {
             ),
             (
                 document(r#"{"credential_id": "cw1:b", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2, "extra": 1}"#).leak(),
-                "unknown field".to_owned(),
+                "baselines[0]: unknown field".to_owned(),
+            ),
+            (
+                document(r#"{"credential_id": "cw1:b", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2, "consumers": [{}]}"#).leak(),
+                "baselines[0]: consumers[0] has neither".to_owned(),
             ),
         ];
         for (text, expected) in cases {

@@ -265,7 +265,10 @@ impl Daemon {
                         hooks.inspect_due(&mut ebpf, std::time::Instant::now());
                     }
                 }
-                _ = drop_check.tick() => self.check_drops(&Counters::read(&counters)),
+                _ = drop_check.tick() => {
+                    self.check_drops(&Counters::read(&counters));
+                    self.detector.refresh_baselines();
+                }
                 _ = report.tick(), if !report_every.is_zero() => self.report(Reason::Interval, &counters),
                 _ = sigusr1.recv() => self.report(Reason::Requested, &counters),
                 _ = sighup.recv() => self.reopen(),

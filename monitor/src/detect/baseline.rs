@@ -15,7 +15,7 @@ use std::{
 use crate::{
     config::DetectionConfig,
     daemon::identity::CredentialSummary,
-    store::{BaselineConsumer, BaselineDestination, BaselineRecord, Store},
+    store::{BaselineConsumer, BaselineDestination, BaselineRecord, Store, merge_workloads},
 };
 
 /// Most baselines kept; credentials first seen beyond it get none, and a warning is logged once.
@@ -172,8 +172,8 @@ impl Baselines {
         false
     }
 
-    /// Loads the baselines again when `credwatch baseline import` changed them, at most once per
-    /// [`IMPORT_CHECK_EVERY`].
+    /// Loads the baselines again when `credwatch baseline import` changed them. The state
+    /// database is checked at most once per [`IMPORT_CHECK_EVERY`].
     pub fn refresh(&mut self, now: SystemTime) {
         let due = self.last_import_check.is_none_or(|last| {
             now.duration_since(last)
@@ -196,7 +196,10 @@ impl Baselines {
         match store.baselines() {
             Ok(records) => {
                 let pinned = records.iter().filter(|record| record.pinned).count();
-                for record in records {
+                for mut record in records {
+                    if let Some(known) = self.records.get(&record.credential_id) {
+                        merge_workloads(&mut record.workloads, &known.workloads);
+                    }
                     self.records.insert(record.credential_id.clone(), record);
                 }
                 self.generation = generation;

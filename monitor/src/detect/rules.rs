@@ -148,6 +148,13 @@ impl<C: Clock> Detector<C> {
         self
     }
 
+    /// Loads imported baselines when an import changed them, so that an idle host applies an
+    /// import too. Reads and connections do the same before the rules run.
+    pub fn refresh_baselines(&mut self) {
+        let now = self.clock.now();
+        self.baselines.refresh(now);
+    }
+
     /// Returns the baselines.
     pub fn baselines(&self) -> &Baselines {
         &self.baselines

@@ -66,7 +66,8 @@ pub struct BaselineRecord {
 }
 
 impl Store {
-    /// Stores a baseline the daemon learnt. A baseline pinned by an import is left as it is.
+    /// Stores a baseline the daemon learnt. Of a baseline pinned by an import only the workloads
+    /// change, because they record what was seen rather than what is allowed.
     pub fn save_baseline(
         &mut self,
         record: &BaselineRecord,
@@ -78,8 +79,11 @@ impl Store {
                 "INSERT INTO baselines (credential_id, document, pinned, updated)
                  VALUES (?1, ?2, 0, ?3)
                  ON CONFLICT (credential_id) DO UPDATE
-                     SET document = excluded.document, updated = excluded.updated
-                     WHERE baselines.pinned = 0",
+                     SET document = CASE WHEN baselines.pinned = 0 THEN excluded.document
+                         ELSE json_set(baselines.document, '$.workloads',
+                             json(json_extract(excluded.document, '$.workloads')))
+                         END,
+                         updated = excluded.updated",
                 params![record.credential_id, document, now_ms],
             )
             .map(|_| ())
@@ -133,6 +137,21 @@ impl Store {
         for record in records {
             let mut record = record.clone();
             record.pinned = true;
+            // The workloads seen on this node stay: an import sets what is allowed, not what
+            // happened.
+            let stored: Option<String> = transaction
+                .query_row(
+                    "SELECT document FROM baselines WHERE credential_id = ?1",
+                    [&record.credential_id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(failed(path, "read a baseline"))?;
+            if let Some(stored) =
+                stored.and_then(|text| serde_json::from_str::<BaselineRecord>(&text).ok())
+            {
+                merge_workloads(&mut record.workloads, &stored.workloads);
+            }
             let document = serde_json::to_string(&record).expect("a baseline serializes to JSON");
             transaction
                 .execute(
@@ -166,6 +185,16 @@ impl Store {
             .map(Option::unwrap_or_default)
             .map_err(failed(&self.path, "read the baseline generation"))
     }
+}
+
+/// Adds the workloads of `other` that `workloads` lacks, and sorts the list.
+pub fn merge_workloads(workloads: &mut Vec<String>, other: &[String]) {
+    for workload in other {
+        if !workloads.contains(workload) {
+            workloads.push(workload.clone());
+        }
+    }
+    workloads.sort();
 }
 
 #[cfg(test)]
@@ -231,6 +260,31 @@ mod tests {
         assert!(baselines[0].pinned);
         assert_eq!(baselines[0].consumers[0].executable, "/usr/bin/reviewed");
         assert_eq!(store.baseline_generation().unwrap(), 1);
+    }
+
+    #[test]
+    fn pinned_baseline_keeps_new_workloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut seen = record("cw1:a", "/usr/bin/cart");
+        seen.workloads.push("systemd://billing.service".to_owned());
+        store.save_baseline(&seen, 5).unwrap();
+
+        // The import lists one workload, and the node has seen two.
+        store
+            .import_baselines(&[record("cw1:a", "/usr/bin/reviewed")], 6)
+            .unwrap();
+        let mut later = record("cw1:a", "/usr/bin/learnt");
+        later.workloads = vec![
+            "systemd://billing.service".to_owned(),
+            "systemd://cart.service".to_owned(),
+            "systemd://report.service".to_owned(),
+        ];
+        store.save_baseline(&later, 7).unwrap();
+
+        let stored = &store.baselines().unwrap()[0];
+        assert_eq!(stored.consumers[0].executable, "/usr/bin/reviewed");
+        assert_eq!(stored.workloads, later.workloads);
     }
 
     #[test]

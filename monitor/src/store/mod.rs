@@ -10,7 +10,7 @@
 mod baselines;
 pub mod schema;
 
-pub use baselines::{BaselineConsumer, BaselineDestination, BaselineRecord};
+pub use baselines::{BaselineConsumer, BaselineDestination, BaselineRecord, merge_workloads};
 
 use std::{
     fs,
