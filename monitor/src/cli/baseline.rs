@@ -112,7 +112,7 @@ pub fn import(state_dir: &Path, input: &Path, create: bool) -> ExitCode {
             let noun = if count == 1 { "baseline" } else { "baselines" };
             eprintln!(
                 "credwatch: imported and pinned {count} {noun} into {}; a running daemon \
-                 applies them within a few seconds",
+                 applies the import within a few seconds",
                 database.display()
             );
             ExitCode::SUCCESS
