@@ -15,7 +15,10 @@ use crate::{
     config::{Config, ConfigError},
     credential::{catalogue::Catalogue, keys},
     daemon::{Daemon, RunOptions, Signals, identity::Identities},
-    export::{JsonLinesSink, Resource},
+    export::{
+        JsonLinesSink, Resource,
+        otlp::{self, Exporter, OtlpSettings},
+    },
     sensor::{self, Sensor},
     store::Store,
     workload::kubelet::Kubelet,
@@ -236,11 +239,25 @@ fn run(args: RunArgs) -> ExitCode {
     if let Err(error) = sensor::preflight::check() {
         return report(&error, EXIT_FAILURE);
     }
+    let otlp = match OtlpSettings::resolve(&config.otlp, |name| std::env::var(name).ok()) {
+        Ok(otlp) => otlp,
+        Err(error) => return report(&error, EXIT_USAGE),
+    };
     let identities = match open_identities(&args.state_dir, &config) {
         Ok(identities) => identities,
         Err(code) => return code,
     };
     let resource = Resource::detect();
+    let exporter = match otlp {
+        Some(settings) => match Exporter::start(settings, &resource, &args.state_dir) {
+            Ok(exporter) => Some(exporter),
+            Err(message) => {
+                eprintln!("credwatch: error: {message}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        None => None,
+    };
     let sink = match &args.json_file {
         Some(path) => match JsonLinesSink::file(path, resource) {
             Ok(sink) => sink,
@@ -283,6 +300,9 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let mut daemon = Daemon::new(catalogue, sink, identities, &config.kubernetes)
         .with_detection(config.detection.clone(), Some(baseline_store));
+    if let Some(exporter) = exporter {
+        daemon = daemon.with_exporter(exporter);
+    }
     if let Some(address) = &config.kubernetes.kubelet_address {
         match Kubelet::start(address, &config.kubernetes) {
             Ok(kubelet) => daemon = daemon.with_kubelet(kubelet),
@@ -388,6 +408,16 @@ fn check_config(path: &Path) -> ExitCode {
                 && let Err(error) = keys::check_fleet_key(fleet_key_file)
             {
                 return report(&error, EXIT_USAGE);
+            }
+            match OtlpSettings::resolve(&config.otlp, |name| std::env::var(name).ok()) {
+                Ok(Some(settings)) => {
+                    if let Err(message) = otlp::transport::Transport::new(&settings) {
+                        eprintln!("credwatch: error: {message}");
+                        return ExitCode::from(EXIT_USAGE);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => return report(&error, EXIT_USAGE),
             }
             println!(
                 "{}: valid, {} catalogue entries",

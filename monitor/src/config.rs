@@ -30,6 +30,8 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     /// Detection rules and their findings.
     pub detection: DetectionConfig,
+    /// Export to an OpenTelemetry Collector.
+    pub otlp: crate::export::otlp::OtlpConfig,
 }
 
 /// The `kubernetes` section.
@@ -503,7 +505,7 @@ impl Config {
 }
 
 /// Replaces each `${NAME}` in `text` with the variable's value.
-fn expand(
+pub(crate) fn expand(
     key: &str,
     text: &str,
     lookup: &impl Fn(&str) -> Option<String>,

@@ -546,7 +546,9 @@ fn imported_baseline_applies_without_restart() {
         "a rejected import changed the baseline"
     );
     assert!(
-        imported.stderr.contains("imported and pinned 1 baseline into"),
+        imported
+            .stderr
+            .contains("imported and pinned 1 baseline into"),
         "{}",
         imported.stderr
     );

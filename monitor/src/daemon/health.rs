@@ -23,6 +23,8 @@ pub enum Reason {
     Interval,
     /// The daemon is stopping.
     Stop,
+    /// Export to the collector started failing.
+    Export,
 }
 
 impl Reason {
@@ -33,6 +35,7 @@ impl Reason {
             Self::Requested => "requested",
             Self::Interval => "interval",
             Self::Stop => "stop",
+            Self::Export => "export",
         }
     }
 }

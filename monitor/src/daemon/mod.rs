@@ -42,7 +42,7 @@ use crate::{
     config::{DetectionConfig, HealthConfig, KubernetesConfig, TlsConfig},
     credential::catalogue::Catalogue,
     detect::{Detector, Read, SystemClock},
-    export::{Event, JsonLinesSink, Severity, event::name},
+    export::{Event, JsonLinesSink, Severity, event::name, otlp::Exporter},
     network::event::connect_event,
     process::{ProcessCache, ProcessInfo, hash::Executables, procfs, redact, users::UserNames},
     sensor::{
@@ -129,6 +129,10 @@ pub struct Daemon {
     output_closed: bool,
     /// Total drops at the last check, kernel and daemon.
     reported_drops: u64,
+    /// Export to an OpenTelemetry Collector, when configured.
+    exporter: Option<Exporter>,
+    /// Failed export requests when the last export health event was written.
+    reported_export_failures: u64,
 }
 
 impl Daemon {
@@ -160,7 +164,15 @@ impl Daemon {
             hooks: None,
             output_closed: false,
             reported_drops: 0,
+            exporter: None,
+            reported_export_failures: 0,
         }
+    }
+
+    /// Sends every event to an OpenTelemetry Collector as well.
+    pub fn with_exporter(mut self, exporter: Exporter) -> Self {
+        self.exporter = Some(exporter);
+        self
     }
 
     /// Reads pod metadata from the kubelet as well.
@@ -267,6 +279,7 @@ impl Daemon {
                 }
                 _ = drop_check.tick() => {
                     self.check_drops(&Counters::read(&counters));
+                    self.check_export(&counters);
                     self.detector.refresh_baselines();
                 }
                 _ = report.tick(), if !report_every.is_zero() => self.report(Reason::Interval, &counters),
@@ -282,6 +295,9 @@ impl Daemon {
         self.check_drops(&Counters::read(&counters));
         self.report(Reason::Stop, &counters);
         drop(ebpf);
+        if let Some(exporter) = self.exporter.take() {
+            exporter.stop();
+        }
         if let Some(path) = &options.ready_file {
             let _ = fs::remove_file(path);
         }
@@ -742,6 +758,9 @@ impl Daemon {
     }
 
     fn emit(&mut self, event: Event) {
+        if let Some(exporter) = &mut self.exporter {
+            exporter.push(&event);
+        }
         if self.output_closed {
             self.stats.events_failed += 1;
             return;
@@ -757,6 +776,9 @@ impl Daemon {
     }
 
     fn flush(&mut self) {
+        if let Some(exporter) = &self.exporter {
+            exporter.flush();
+        }
         if self.output_closed {
             return;
         }
@@ -792,21 +814,54 @@ impl Daemon {
             total,
             "records were lost; see the health event for the counters"
         );
-        self.emit(health_event(
-            Reason::Drops,
-            kernel,
-            &self.stats,
-            Some(since_last),
-            None,
-        ));
+        let mut event = health_event(Reason::Drops, kernel, &self.stats, Some(since_last), None);
+        self.add_export_stats(&mut event);
+        self.emit(event);
         self.flush();
     }
 
     fn report(&mut self, reason: Reason, counters: &aya::maps::PerCpuArray<MapData, u64>) {
         self.sync_tls_stats();
         let kernel = Counters::read(counters);
-        self.emit(health_event(reason, &kernel, &self.stats, None, None));
+        let mut event = health_event(reason, &kernel, &self.stats, None, None);
+        self.add_export_stats(&mut event);
+        self.emit(event);
         self.flush();
+    }
+
+    /// Writes a health event when export to the collector starts failing, once per run of
+    /// failures.
+    fn check_export(&mut self, counters: &aya::maps::PerCpuArray<MapData, u64>) {
+        let Some(exporter) = &self.exporter else {
+            return;
+        };
+        let stats = exporter.stats();
+        let newly_failing = !stats.connected && stats.failures > self.reported_export_failures;
+        let recovered = stats.connected && self.reported_export_failures > 0;
+        if recovered {
+            self.reported_export_failures = 0;
+        }
+        if !newly_failing || self.reported_export_failures > 0 {
+            return;
+        }
+        self.reported_export_failures = stats.failures;
+        self.report(Reason::Export, counters);
+    }
+
+    /// Adds the exporter's counts to a health event.
+    fn add_export_stats(&self, event: &mut Event) {
+        let Some(exporter) = &self.exporter else {
+            return;
+        };
+        let stats = exporter.stats();
+        event
+            .set("credwatch.export.otlp.sent", stats.sent)
+            .set("credwatch.export.otlp.queued", stats.queued)
+            .set("credwatch.export.otlp.dropped", stats.dropped)
+            .set("credwatch.export.otlp.rejected", stats.rejected)
+            .set("credwatch.export.otlp.failures", stats.failures)
+            .set("credwatch.export.otlp.connected", stats.connected)
+            .set_some("credwatch.export.otlp.last_error", stats.last_error);
     }
 }
 

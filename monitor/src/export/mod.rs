@@ -2,6 +2,7 @@
 
 pub mod event;
 pub mod json;
+pub mod otlp;
 
 pub use event::{Event, Resource, Severity};
 pub use json::JsonLinesSink;
