@@ -516,9 +516,9 @@ fn imported_baseline_applies_without_restart() {
 
     assert_eq!(rejected.status.code(), Some(2), "{}", rejected.stderr);
     assert!(
-        rejected
-            .stderr
-            .contains(&format!("baselines[{index}]: credential_id is empty")),
+        rejected.stderr.contains(&format!(
+            "baselines[{index}]: credential_id \"\" is not a credwatch id"
+        )),
         "{}",
         rejected.stderr
     );
@@ -703,7 +703,11 @@ fn new_server_after_learning_is_new_destination() {
     );
     assert!(
         attribute(&finding, "credwatch.finding.summary")
-            .contains(&format!("to 127.0.0.1:{new}, outside the 1 destination")),
+            .contains(&format!("connected to 127.0.0.1:{new} after reading")),
+        "{finding}"
+    );
+    assert!(
+        attribute(&finding, "credwatch.finding.summary").contains("outside the 1 destination"),
         "{finding}"
     );
     // The learnt server raises nothing, the repeat to the new one is deduplicated, and

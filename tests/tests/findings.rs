@@ -340,7 +340,7 @@ fn expiring_certificate_is_reported() {
     assert_eq!(attribute(&finding, "file.path"), soon.to_str().unwrap());
     assert!(
         attribute(&finding, "credwatch.finding.summary")
-            .contains("read the x509_certificate credential soon.example.test, which expires in"),
+            .contains("read the x509_certificate credential soon.example.test ("),
         "{finding}"
     );
     assert_eq!(
@@ -674,7 +674,7 @@ fn expired_certificate_raises_expired_use() {
     );
     assert!(
         attribute(&finding, "credwatch.finding.summary")
-            .contains("read the x509_certificate credential expired.example.test that expired"),
+            .contains("read the x509_certificate credential expired.example.test ("),
         "{finding}"
     );
     // An expired certificate is past the warning: it raises expired_use alone.

@@ -27,11 +27,14 @@ const VERSION: u32 = 1;
 const MAX_DOCUMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The exported document.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Serialize)]
 struct Document {
     format: String,
     version: u32,
+    /// Check value of the credential key the ids were made with: ids match on another host only
+    /// when both use the same fleet key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_check: Option<String>,
     baselines: Vec<BaselineRecord>,
 }
 
@@ -45,13 +48,16 @@ pub fn export(state_dir: &Path, output: &Path) -> ExitCode {
         );
         return ExitCode::from(EXIT_FAILURE);
     }
-    let baselines = match Store::open_read_only(state_dir).and_then(|store| store.baselines()) {
-        Ok(baselines) => baselines,
+    let read = Store::open_read_only(state_dir)
+        .and_then(|store| Ok((store.baselines()?, store.key_check()?)));
+    let (baselines, key_check) = match read {
+        Ok(read) => read,
         Err(error) => return report(&error, EXIT_FAILURE),
     };
     let document = Document {
         format: FORMAT.to_owned(),
         version: VERSION,
+        key_check,
         baselines,
     };
     let mut text = serde_json::to_string_pretty(&document).expect("a baseline serializes to JSON");
@@ -98,15 +104,37 @@ pub fn import(state_dir: &Path, input: &Path, create: bool) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let records = match parse(&text, input) {
-        Ok(records) => records,
+    let (records, key_check) = match parse(&text, input) {
+        Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("credwatch: error: {message}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let imported =
-        Store::open(state_dir).and_then(|mut store| store.import_baselines(&records, now_ms()));
+    let mut store = match Store::open(state_dir) {
+        Ok(store) => store,
+        Err(error) => return report(&error, EXIT_FAILURE),
+    };
+    match (key_check, store.key_check()) {
+        (Some(exported), Ok(Some(local))) if exported != local => {
+            eprintln!(
+                "credwatch: error: {} was exported under another credential key than {} uses, \
+                 so its credential ids match nothing here; give both hosts the same \
+                 credentials.fleet_key_file and let the daemon run once, then import again",
+                input.display(),
+                database.display()
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+        (Some(_), Ok(None)) => eprintln!(
+            "credwatch: note: {} has no credential key yet; the baselines apply only if the \
+             daemon uses the same credentials.fleet_key_file as the exporting host",
+            database.display()
+        ),
+        (_, Err(error)) => return report(&error, EXIT_FAILURE),
+        _ => {}
+    }
+    let imported = store.import_baselines(&records, now_ms());
     match imported {
         Ok(count) => {
             let noun = if count == 1 { "baseline" } else { "baselines" };
@@ -153,11 +181,14 @@ fn read_input(input: &Path) -> Result<String, String> {
 struct RawDocument {
     format: String,
     version: u32,
+    #[serde(default)]
+    key_check: Option<String>,
     baselines: Vec<serde_json::Value>,
 }
 
-/// Parses and checks a document, and returns its baselines.
-fn parse(text: &str, input: &Path) -> Result<Vec<BaselineRecord>, String> {
+/// Parses and checks a document, and returns its baselines and the key check it was exported
+/// with.
+fn parse(text: &str, input: &Path) -> Result<(Vec<BaselineRecord>, Option<String>), String> {
     let document: RawDocument = serde_json::from_str(text).map_err(|error| {
         format!(
             "{} is not a baseline document: {error}; start from the output of `credwatch \
@@ -189,15 +220,57 @@ fn parse(text: &str, input: &Path) -> Result<Vec<BaselineRecord>, String> {
         }
         records.push(record);
     }
-    Ok(records)
+    Ok((records, document.key_check))
 }
+
+/// Workload id schemes (see docs/events.md).
+const WORKLOAD_SCHEMES: &[&str] = &["spiffe://", "container://", "systemd://", "exe://"];
 
 /// Checks the values of one baseline; `name` locates it in errors.
 fn check_record(record: &BaselineRecord, name: &str) -> Result<(), String> {
-    if record.credential_id.trim().is_empty() {
+    let id_valid = record
+        .credential_id
+        .strip_prefix("cw1:")
+        .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
+    if !id_valid {
         return Err(format!(
-            "{name}: credential_id is empty; copy it from an export"
+            "{name}: credential_id {:?} is not a credwatch id (cw1: and hex digits); copy it from \
+             an export",
+            record.credential_id
         ));
+    }
+    let type_valid = !record.credential_type.is_empty()
+        && record
+            .credential_type
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_');
+    if !type_valid {
+        return Err(format!(
+            "{name}: credential_type {:?} is not a credential type such as aws_access_key",
+            record.credential_type
+        ));
+    }
+    for (index, consumer) in record.consumers.iter().enumerate() {
+        let workload = &consumer.workload;
+        let known_scheme = WORKLOAD_SCHEMES
+            .iter()
+            .any(|scheme| workload.starts_with(scheme));
+        if !workload.is_empty() && !known_scheme {
+            return Err(format!(
+                "{name}: consumers[{index}].workload {workload:?} is not a workload id; it starts \
+                 with spiffe://, container://, systemd:// or exe://"
+            ));
+        }
+        if !consumer.executable.is_empty() && !consumer.executable.starts_with('/') {
+            return Err(format!(
+                "{name}: consumers[{index}].executable {:?} is not an absolute path, such as \
+                 /usr/bin/cat",
+                consumer.executable
+            ));
+        }
+    }
+    if record.learning_started_ms < 0 {
+        return Err(format!("{name}: learning_started_ms is negative"));
     }
     if record.learning_until_ms < record.learning_started_ms {
         return Err(format!(
@@ -225,13 +298,13 @@ mod tests {
         format!(r#"{{"format": "credwatch-baselines", "version": 1, "baselines": [{baselines}]}}"#)
     }
 
-    const ONE: &str = r#"{"credential_id": "cw1:a", "credential_type": "kubeconfig",
+    const ONE: &str = r#"{"credential_id": "cw1:0a", "credential_type": "kubeconfig",
         "learning_started_ms": 1, "learning_until_ms": 2,
         "consumers": [{"workload": "systemd://cart.service", "executable": "/usr/bin/cart"}]}"#;
 
     #[test]
     fn valid_document_parses() {
-        let records = parse(&document(ONE), Path::new("in.json")).unwrap();
+        let (records, _) = parse(&document(ONE), Path::new("in.json")).unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].consumers[0].executable, "/usr/bin/cart");
     }
@@ -247,18 +320,30 @@ mod tests {
             (document(&format!("{ONE}, {ONE}")).leak(), "appears twice".to_owned()),
             (
                 document(r#"{"credential_id": "", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2}"#).leak(),
-                "credential_id is empty".to_owned(),
+                "is not a credwatch id".to_owned(),
             ),
             (
-                document(r#"{"credential_id": "cw1:b", "credential_type": "x", "learning_started_ms": 5, "learning_until_ms": 2}"#).leak(),
+                document(r#"{"credential_id": "cw1:0c", "credential_type": "Bad Type", "learning_started_ms": 1, "learning_until_ms": 2}"#).leak(),
+                "is not a credential type".to_owned(),
+            ),
+            (
+                document(r#"{"credential_id": "cw1:0c", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2, "consumers": [{"workload": "cart"}]}"#).leak(),
+                "consumers[0].workload".to_owned(),
+            ),
+            (
+                document(r#"{"credential_id": "cw1:0c", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2, "consumers": [{"executable": "cat"}]}"#).leak(),
+                "not an absolute path".to_owned(),
+            ),
+            (
+                document(r#"{"credential_id": "cw1:0b", "credential_type": "x", "learning_started_ms": 5, "learning_until_ms": 2}"#).leak(),
                 "before learning_started_ms".to_owned(),
             ),
             (
-                document(r#"{"credential_id": "cw1:b", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2, "extra": 1}"#).leak(),
+                document(r#"{"credential_id": "cw1:0b", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2, "extra": 1}"#).leak(),
                 "baselines[0]: unknown field".to_owned(),
             ),
             (
-                document(r#"{"credential_id": "cw1:b", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2, "consumers": [{}]}"#).leak(),
+                document(r#"{"credential_id": "cw1:0b", "credential_type": "x", "learning_started_ms": 1, "learning_until_ms": 2, "consumers": [{}]}"#).leak(),
                 "baselines[0]: consumers[0] has neither".to_owned(),
             ),
         ];

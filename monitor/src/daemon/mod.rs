@@ -543,6 +543,7 @@ impl Daemon {
                 workload_id: Some(workload.as_str()).filter(|id| !id.is_empty()),
                 namespace: attribute_str(&event, "k8s.namespace.name"),
                 path: Some(path_text.as_ref()),
+                file_type: Some(credential_type.as_str()),
                 interactive: event
                     .attributes
                     .get("credwatch.process.interactive")

@@ -109,10 +109,11 @@ impl Baselines {
         &mut self,
         settings: &DetectionConfig,
         credential: &CredentialSummary,
+        file_type: Option<&str>,
         consumer: BaselineConsumer,
         now: SystemTime,
     ) -> Observation {
-        let Some(record) = self.record_for(settings, credential, now) else {
+        let Some(record) = self.record_for(settings, credential, file_type, now) else {
             return Observation::default();
         };
         let mut changed = false;
@@ -217,6 +218,7 @@ impl Baselines {
         &mut self,
         settings: &DetectionConfig,
         credential: &CredentialSummary,
+        file_type: Option<&str>,
         now: SystemTime,
     ) -> Option<&mut BaselineRecord> {
         if !self.records.contains_key(&credential.id) {
@@ -230,7 +232,7 @@ impl Baselines {
                 }
                 return None;
             }
-            let record = new_record(settings, credential, now);
+            let record = new_record(settings, credential, file_type, now);
             self.save(&record, now);
             self.records.insert(credential.id.clone(), record);
         }
@@ -256,11 +258,17 @@ impl Baselines {
     }
 }
 
-/// Returns the learning window of a credential type.
-pub fn learning_window(settings: &DetectionConfig, credential_type: &str) -> Duration {
-    settings
-        .learning_windows
+/// Returns the learning window of a credential type, or of the catalogue type of the file it
+/// was found in (`aws_access_key` or `aws_credentials`), or the default.
+pub fn learning_window(
+    settings: &DetectionConfig,
+    credential_type: &str,
+    file_type: Option<&str>,
+) -> Duration {
+    let windows = &settings.learning_windows;
+    windows
         .get(credential_type)
+        .or_else(|| file_type.and_then(|file_type| windows.get(file_type)))
         .copied()
         .unwrap_or(settings.learning_window)
 }
@@ -281,10 +289,11 @@ fn shares_identity(workload: &str) -> bool {
 fn new_record(
     settings: &DetectionConfig,
     credential: &CredentialSummary,
+    file_type: Option<&str>,
     now: SystemTime,
 ) -> BaselineRecord {
     let started = unix_ms(now);
-    let window = learning_window(settings, &credential.credential_type);
+    let window = learning_window(settings, &credential.credential_type, file_type);
     BaselineRecord {
         credential_id: credential.id.clone(),
         credential_type: credential.credential_type.clone(),

@@ -62,6 +62,8 @@ type FileVersion = (i64, u64, u64);
 pub struct PolicySubject<'a> {
     /// Credential type, such as `aws_access_key`.
     pub credential_type: &'a str,
+    /// Catalogue type of the file read, such as `aws_credentials`, when it came from a file.
+    pub file_type: Option<&'a str>,
     /// The issuer's id for the credential, when known.
     pub native_id: Option<&'a str>,
     /// The file path read, or `None` for a credential found in argv or the environment.
@@ -280,10 +282,9 @@ impl Selector {
                 .path
                 .is_some_and(|path| self.paths.iter().any(|glob| glob.matches(path)));
         let type_matches = self.types.is_empty()
-            || self
-                .types
-                .iter()
-                .any(|credential_type| credential_type == subject.credential_type);
+            || self.types.iter().any(|wanted| {
+                wanted == subject.credential_type || Some(wanted.as_str()) == subject.file_type
+            });
         let native_id_matches = self.native_ids.is_empty()
             || subject
                 .native_id
@@ -392,7 +393,7 @@ fn compile(location: &str, raw: RawPolicy) -> Result<CompiledPolicy, String> {
         native_ids: None,
     });
     let credentials = Selector {
-        paths: globs(location, "credentials.paths", raw_selector.paths)?,
+        paths: path_globs(location, "credentials.paths", raw_selector.paths)?,
         types: strings(location, "credentials.types", raw_selector.types)?,
         native_ids: globs(location, "credentials.native_ids", raw_selector.native_ids)?,
     };
@@ -413,7 +414,7 @@ fn compile(location: &str, raw: RawPolicy) -> Result<CompiledPolicy, String> {
     let allow = Allow {
         workloads: globs(location, "allow.workloads", raw_allow.workloads)?,
         namespaces: strings(location, "allow.namespaces", raw_allow.namespaces)?,
-        executables: globs(location, "allow.executables", raw_allow.executables)?,
+        executables: path_globs(location, "allow.executables", raw_allow.executables)?,
     };
     if allow.workloads.is_empty() && allow.namespaces.is_empty() && allow.executables.is_empty() {
         return Err(format!(
@@ -450,6 +451,33 @@ fn globs(location: &str, field: &str, list: Option<Vec<String>>) -> Result<Vec<G
         ));
     }
     Ok(list.iter().map(|text| Glob::new(text)).collect())
+}
+
+/// Returns path globs, each checked to be absolute (or to start with `*`, which can match the
+/// leading `/`). A glob below `/var/run` is rewritten to `/run`, because credwatch reports file
+/// paths there in that form.
+fn path_globs(location: &str, field: &str, list: Option<Vec<String>>) -> Result<Vec<Glob>, String> {
+    let list = list.unwrap_or_default();
+    for (position, text) in list.iter().enumerate() {
+        if text.is_empty() {
+            return Err(format!(
+                "{location}: field `{field}[{position}]` is an empty glob; remove it or write a glob such as `/etc/app/*`"
+            ));
+        }
+        if !text.starts_with('/') && !text.starts_with('*') {
+            return Err(format!(
+                "{location}: field `{field}[{position}]` {text:?} is not an absolute path; paths are matched as credwatch reports them, such as `/etc/app/*`"
+            ));
+        }
+    }
+    Ok(list
+        .iter()
+        .map(|text| match text.strip_prefix("/var/run/") {
+            Some(rest) => Glob::new(&format!("/run/{rest}")),
+            None if text == "/var/run" => Glob::new("/run"),
+            None => Glob::new(text),
+        })
+        .collect())
 }
 
 /// One element of a compiled glob.
@@ -584,12 +612,13 @@ policies:
       executables: ["/usr/bin/cart", "/opt/cart/bin/*"]
 "#;
 
-    const TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    const TOKEN_PATH: &str = "/run/secrets/kubernetes.io/serviceaccount/token";
 
     /// Returns a read of the cart service-account token by an unknown program with no workload.
     fn token_read() -> PolicySubject<'static> {
         PolicySubject {
             credential_type: "kubernetes_service_account_token",
+            file_type: None,
             native_id: Some("system:serviceaccount:shop:cart"),
             path: Some(TOKEN_PATH),
             workload_id: None,
@@ -614,6 +643,50 @@ policies:
 
     fn glob_matches(glob: &str, text: &str) -> bool {
         Glob::new(glob).matches(text)
+    }
+
+    #[test]
+    fn var_run_globs_match_run_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        // The daemon reports `/var/run/...` reads as `/run/...`; TOKEN_PATH is in that form.
+        let mut policy = load_text(&dir, CART_POLICY).unwrap();
+        assert!(policy.check(&token_read()).is_some());
+    }
+
+    #[test]
+    fn file_type_selects_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "policies:\n  - name: aws\n    credentials:\n      types: [aws_credentials]\n    allow:\n      executables: [/usr/bin/aws]\n";
+        let mut policy = load_text(&dir, text).unwrap();
+        let read = PolicySubject {
+            credential_type: "aws_access_key",
+            file_type: Some("aws_credentials"),
+            ..token_read()
+        };
+        assert!(policy.check(&read).is_some());
+        let other = PolicySubject {
+            file_type: Some("netrc"),
+            ..read
+        };
+        assert!(policy.check(&other).is_none());
+    }
+
+    #[test]
+    fn relative_globs_are_rejected() {
+        for (field, text) in [
+            (
+                "credentials.paths[0]",
+                "policies:\n  - name: p\n    credentials:\n      paths: [relative/token]\n    allow:\n      namespaces: [shop]\n",
+            ),
+            (
+                "allow.executables[0]",
+                "policies:\n  - name: p\n    credentials:\n      types: [jwt]\n    allow:\n      executables: [cat]\n",
+            ),
+        ] {
+            let error = load_error(text);
+            assert!(error.contains(field), "{error}");
+            assert!(error.contains("not an absolute path"), "{error}");
+        }
     }
 
     #[test]
@@ -811,6 +884,7 @@ policies:
         // The path matches but the type does not.
         let other_type = PolicySubject {
             credential_type: "jwt",
+            file_type: None,
             ..token_read()
         };
         assert_eq!(policy.check(&other_type), None);
@@ -904,6 +978,7 @@ policies:
         let mut policy = load_text(&dir, CART_POLICY).unwrap();
         let read = PolicySubject {
             credential_type: "aws_access_key",
+            file_type: None,
             native_id: Some("AKIAMADEUPEXAMPLE234"),
             path: Some("/home/dev/.aws/credentials"),
             workload_id: None,

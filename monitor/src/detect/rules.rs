@@ -33,6 +33,8 @@ pub struct Read<'a> {
     pub namespace: Option<&'a str>,
     /// Path of the file read, when the credentials came from a file.
     pub path: Option<&'a str>,
+    /// Catalogue type of the file read, such as `aws_credentials`.
+    pub file_type: Option<&'a str>,
     /// Whether the process or an ancestor has a controlling terminal.
     pub interactive: Option<bool>,
     /// The credentials in the file.
@@ -227,7 +229,7 @@ impl<C: Clock> Detector<C> {
             let mut finding = Finding::new(
                 FindingType::NewDestination,
                 format!(
-                    "{} sent {} to {server}:{port}, outside the {} learnt for it.",
+                    "{} connected to {server}:{port} after reading {}, outside the {} learnt for it.",
                     reader.actor(),
                     describe(&credential),
                     counted(known.len(), "destination")
@@ -469,6 +471,7 @@ impl<C: Clock> Detector<C> {
         let policy = self.policy.as_mut()?;
         let subject = PolicySubject {
             credential_type: &credential.credential_type,
+            file_type: read.file_type,
             native_id: credential.native_id.as_deref(),
             path: read.path,
             workload_id: read.workload_id,
@@ -508,9 +511,13 @@ impl<C: Clock> Detector<C> {
         credential: &CredentialSummary,
         now: SystemTime,
     ) -> Vec<Finding> {
-        let observation =
-            self.baselines
-                .consumer(&self.settings, credential, read.baseline_consumer(), now);
+        let observation = self.baselines.consumer(
+            &self.settings,
+            credential,
+            read.file_type,
+            read.baseline_consumer(),
+            now,
+        );
         let Some(record) = self.baselines.get(&credential.id) else {
             return Vec::new();
         };
@@ -731,15 +738,16 @@ fn consumer_words(consumer: &BaselineConsumer) -> String {
     }
 }
 
-/// Names a credential without its secret: its type and its label or native id.
+/// Names a credential without its secret: its type, its label and its native id, such as
+/// `the aws_access_key credential default (AKIAMADEUPEXAMPLE234)`.
 fn describe(credential: &CredentialSummary) -> String {
-    let name = credential
-        .label
-        .as_deref()
-        .or(credential.native_id.as_deref());
-    match name {
-        Some(name) => format!("the {} credential {name}", credential.credential_type),
-        None => format!("a {} credential", credential.credential_type),
+    let kind = &credential.credential_type;
+    match (credential.label.as_deref(), credential.native_id.as_deref()) {
+        (Some(label), Some(native)) if label != native => {
+            format!("the {kind} credential {label} ({native})")
+        }
+        (Some(name), _) | (None, Some(name)) => format!("the {kind} credential {name}"),
+        (None, None) => format!("a {kind} credential"),
     }
 }
 
@@ -1225,6 +1233,34 @@ mod tests {
                 .summary
                 .contains("owner pod cart-1 (uid-1) no longer exists")
         );
+    }
+
+    #[test]
+    fn learning_window_of_file_type() {
+        let clock = ManualClock::at(NOW);
+        let mut settings = learning(3_600);
+        settings
+            .learning_windows
+            .insert("aws_credentials".into(), Duration::from_secs(10));
+        let mut detector = Detector::new(settings, &clock);
+        let key = [credential("cw1:a", None)];
+
+        // The credential's own type has no window of its own, so the file's applies.
+        assert!(
+            detector
+                .read(&Read {
+                    file_type: Some("aws_credentials"),
+                    ..service_read(10, &key)
+                })
+                .is_empty()
+        );
+        advance(&clock, 11);
+
+        let findings = detector.read(&Read {
+            file_type: Some("aws_credentials"),
+            ..cat_read(12, &key)
+        });
+        assert_eq!(types(&findings), ["new_consumer"]);
     }
 
     #[test]

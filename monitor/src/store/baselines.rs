@@ -173,6 +173,19 @@ impl Store {
         Ok(records.len())
     }
 
+    /// Returns the check value of the credential key the ids in this database were made with,
+    /// once a daemon has run on it.
+    pub fn key_check(&self) -> Result<Option<String>, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT value FROM meta WHERE name = 'key_check'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(failed(&self.path, "read the key check"))
+    }
+
     /// Returns the number of imports so far; it changes when baselines were imported.
     pub fn baseline_generation(&self) -> Result<i64, StoreError> {
         self.connection
