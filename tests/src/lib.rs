@@ -20,6 +20,7 @@ pub mod cgroups;
 pub mod client;
 pub mod contract;
 pub mod encoding;
+pub mod otlp;
 pub mod servers;
 
 /// How long a test waits for the daemon to start or for an event.

@@ -1,0 +1,294 @@
+//! A stand-in OpenTelemetry Collector on loopback: it accepts OTLP logs over gRPC (the
+//! official `LogsService`) or over HTTP/1.1 `POST /v1/logs` with a protobuf body, decodes each
+//! request and keeps the records, their resource and the request headers.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use opentelemetry_proto::tonic::{
+    collector::logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+        logs_service_server::{LogsService, LogsServiceServer},
+    },
+    common::v1::{AnyValue, KeyValue, any_value},
+};
+use prost::Message as _;
+use serde_json::{Map, Value};
+
+use crate::TIMEOUT;
+
+/// One received log record, with JSON values as the JSON-lines sink writes them.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// `event_name`.
+    pub event_name: String,
+    /// `severity_text`.
+    pub severity_text: String,
+    /// `severity_number`.
+    pub severity_number: i32,
+    /// `time_unix_nano`.
+    pub time_unix_nano: u64,
+    /// Attributes.
+    pub attributes: Map<String, Value>,
+    /// Resource attributes of the request.
+    pub resource: Map<String, Value>,
+    /// Headers or gRPC metadata of the request, names in lowercase.
+    pub headers: BTreeMap<String, String>,
+}
+
+type Store = Arc<Mutex<Vec<Received>>>;
+
+/// A running receiver, stopped on drop.
+pub struct OtlpReceiver {
+    port: u16,
+    received: Store,
+    stop: Arc<AtomicBool>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Returns a loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+impl OtlpReceiver {
+    /// Listens for OTLP/HTTP on 127.0.0.1:`port` (0 for any).
+    pub fn http(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the OTLP/HTTP port");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Store::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let received = received.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || serve_http(&listener, &received, &stop))
+        };
+        Self {
+            port,
+            received,
+            stop,
+            shutdown: None,
+            thread: Some(thread),
+        }
+    }
+
+    /// Listens for OTLP/gRPC on 127.0.0.1:`port` (0 for any).
+    pub fn grpc(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the OTLP/gRPC port");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Store::default();
+        let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+        let thread = {
+            let received = received.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                    tonic::transport::Server::builder()
+                        .add_service(LogsServiceServer::new(GrpcReceiver { received }))
+                        .serve_with_incoming_shutdown(incoming, async {
+                            let _ = signal.await;
+                        })
+                        .await
+                        .unwrap();
+                });
+            })
+        };
+        Self {
+            port,
+            received,
+            stop: Arc::new(AtomicBool::new(false)),
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// Returns the port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Returns every record received so far, in arrival order.
+    pub fn records(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until a record matches, and returns it.
+    pub fn wait_for(&self, what: &str, matches: impl Fn(&Received) -> bool) -> Received {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(found) = self.records().into_iter().find(&matches) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the collector did not receive {what} within {TIMEOUT:?}; it has {} records",
+                self.records().len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct GrpcReceiver {
+    received: Store,
+}
+
+#[tonic::async_trait]
+impl LogsService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let headers = request
+            .metadata()
+            .iter()
+            .filter_map(|entry| match entry {
+                tonic::metadata::KeyAndValueRef::Ascii(name, value) => Some((
+                    name.as_str().to_owned(),
+                    value.to_str().unwrap_or_default().to_owned(),
+                )),
+                tonic::metadata::KeyAndValueRef::Binary(..) => None,
+            })
+            .collect();
+        keep(&self.received, request.into_inner(), &headers);
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+fn serve_http(listener: &TcpListener, received: &Store, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = answer_http(stream, received);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Reads one request, keeps its records and answers 200, or 400 when the body does not decode.
+fn answer_http(stream: TcpStream, received: &Store) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|length| length.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let mut stream = stream;
+    let decoded = request_line
+        .starts_with("POST /v1/logs ")
+        .then(|| ExportLogsServiceRequest::decode(body.as_slice()).ok())
+        .flatten();
+    match decoded {
+        Some(request) => {
+            keep(received, request, &headers);
+            stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+        }
+        None => stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    }
+}
+
+fn keep(received: &Store, request: ExportLogsServiceRequest, headers: &BTreeMap<String, String>) {
+    let mut kept = received.lock().unwrap();
+    for resource_logs in request.resource_logs {
+        let resource = resource_logs
+            .resource
+            .map(|resource| object(&resource.attributes))
+            .unwrap_or_default();
+        for scope_logs in resource_logs.scope_logs {
+            for record in scope_logs.log_records {
+                kept.push(Received {
+                    event_name: record.event_name,
+                    severity_text: record.severity_text,
+                    severity_number: record.severity_number,
+                    time_unix_nano: record.time_unix_nano,
+                    attributes: object(&record.attributes),
+                    resource: resource.clone(),
+                    headers: headers.clone(),
+                });
+            }
+        }
+    }
+}
+
+fn object(pairs: &[KeyValue]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let value = pair.value.as_ref().map_or(Value::Null, json);
+            (pair.key.clone(), value)
+        })
+        .collect()
+}
+
+/// Returns an OTLP value as JSON: the inverse of credwatch's mapping.
+fn json(value: &AnyValue) -> Value {
+    match &value.value {
+        Some(any_value::Value::StringValue(text)) => Value::String(text.clone()),
+        Some(any_value::Value::BoolValue(flag)) => Value::Bool(*flag),
+        Some(any_value::Value::IntValue(integer)) => Value::from(*integer),
+        Some(any_value::Value::DoubleValue(double)) => Value::from(*double),
+        Some(any_value::Value::ArrayValue(array)) => {
+            Value::Array(array.values.iter().map(json).collect())
+        }
+        Some(any_value::Value::KvlistValue(list)) => Value::Object(object(&list.values)),
+        Some(any_value::Value::BytesValue(bytes)) => Value::from(bytes.clone()),
+        // credwatch sends no dictionary-encoded strings.
+        Some(any_value::Value::StringValueStrindex(index)) => Value::from(*index),
+        None => Value::Null,
+    }
+}
