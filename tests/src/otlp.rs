@@ -88,6 +88,19 @@ impl OtlpReceiver {
 
     /// Listens for OTLP/gRPC on 127.0.0.1:`port` (0 for any).
     pub fn grpc(port: u16) -> Self {
+        Self::grpc_with(port, None)
+    }
+
+    /// Listens for OTLP/gRPC over TLS with the PEM certificate and key `identity`, and requires
+    /// client certificates issued by the PEM CA `client_ca`.
+    pub fn grpc_mutual_tls(port: u16, identity: (Vec<u8>, Vec<u8>), client_ca: Vec<u8>) -> Self {
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(identity.0, identity.1))
+            .client_ca_root(tonic::transport::Certificate::from_pem(client_ca));
+        Self::grpc_with(port, Some(tls))
+    }
+
+    fn grpc_with(port: u16, tls: Option<tonic::transport::ServerTlsConfig>) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the OTLP/gRPC port");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -103,7 +116,11 @@ impl OtlpReceiver {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                     let incoming = tonic::transport::server::TcpIncoming::from(listener);
-                    tonic::transport::Server::builder()
+                    let mut builder = tonic::transport::Server::builder();
+                    if let Some(tls) = tls {
+                        builder = builder.tls_config(tls).unwrap();
+                    }
+                    builder
                         .add_service(LogsServiceServer::new(GrpcReceiver { received }))
                         .serve_with_incoming_shutdown(incoming, async {
                             let _ = signal.await;
@@ -238,7 +255,9 @@ fn answer_http(stream: TcpStream, received: &Store) -> std::io::Result<()> {
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             )
         }
-        None => stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        None => stream.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ),
     }
 }
 

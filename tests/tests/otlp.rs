@@ -18,7 +18,9 @@ fn credential_file(dir: &std::path::Path) -> std::path::PathBuf {
     let file = dir.join("home/.aws/credentials");
     write_file(
         &file,
-        &format!("[default]\naws_access_key_id = AKIAMADEUPOTLPEXPORT\naws_secret_access_key = {SECRET}\n"),
+        &format!(
+            "[default]\naws_access_key_id = AKIAMADEUPOTLPEXPORT\naws_secret_access_key = {SECRET}\n"
+        ),
     );
     file
 }
@@ -46,8 +48,8 @@ fn export_one_read(receiver: &OtlpReceiver, protocol: &str) -> (Daemon, Value, R
     });
     let record = receiver.wait_for("the access event", |record| {
         record.event_name == "credwatch.credential.access"
-            && record.attributes["process.pid"] == reader.pid
-            && record.attributes["file.path"] == path.as_str()
+            && record.attributes.get("process.pid") == Some(&reader.pid.into())
+            && record.attributes.get("file.path") == Some(&path.as_str().into())
     });
     drop(dir);
     (daemon, line, record)
@@ -69,18 +71,35 @@ fn assert_same_event(line: &Value, record: &Received) {
     assert_eq!(record.resource["service.name"], "credwatch");
     assert_eq!(record.resource["k8s.cluster.name"], "test-cluster");
     assert_eq!(record.resource["k8s.node.name"], "test-node");
-    assert!(record.resource.contains_key("host.name"), "{:?}", record.resource);
-    assert!(record.resource.contains_key("service.version"), "{:?}", record.resource);
+    assert!(
+        record.resource.contains_key("host.name"),
+        "{:?}",
+        record.resource
+    );
+    assert!(
+        record.resource.contains_key("service.version"),
+        "{:?}",
+        record.resource
+    );
     assert!(record.time_unix_nano > 0);
 }
 
 fn assert_no_secrets(daemon: &Daemon, receiver: &OtlpReceiver) {
     let stderr = daemon.stderr_text();
-    assert!(!stderr.contains(SECRET), "stderr contains the credential's secret");
-    assert!(!stderr.contains(BEARER), "stderr contains the collector token");
+    assert!(
+        !stderr.contains(SECRET),
+        "stderr contains the credential's secret"
+    );
+    assert!(
+        !stderr.contains(BEARER),
+        "stderr contains the collector token"
+    );
     for record in receiver.records() {
         let text = serde_json::to_string(&record.attributes).unwrap();
-        assert!(!text.contains(SECRET), "a record contains the credential's secret");
+        assert!(
+            !text.contains(SECRET),
+            "a record contains the credential's secret"
+        );
     }
 }
 
@@ -96,8 +115,14 @@ fn http_export_matches_json_lines() {
     assert_eq!(record.headers["authorization"], format!("Bearer {BEARER}"));
     assert_eq!(record.headers["x-scope-orgid"], "tenant-a");
     assert_eq!(record.headers["content-type"], "application/x-protobuf");
-    assert!(health["attributes"]["credwatch.export.otlp.sent"].as_u64() >= Some(1), "{health}");
-    assert_eq!(health["attributes"]["credwatch.export.otlp.connected"], true, "{health}");
+    assert!(
+        health["attributes"]["credwatch.export.otlp.sent"].as_u64() >= Some(1),
+        "{health}"
+    );
+    assert_eq!(
+        health["attributes"]["credwatch.export.otlp.connected"], true,
+        "{health}"
+    );
     assert_no_secrets(&daemon, &receiver);
 }
 
@@ -112,4 +137,161 @@ fn grpc_export_matches_json_lines() {
     assert_eq!(record.headers["authorization"], format!("Bearer {BEARER}"));
     assert_eq!(record.headers["x-scope-orgid"], "tenant-a");
     assert_no_secrets(&daemon, &receiver);
+}
+
+/// Runs `/usr/bin/openssl` in `dir` and panics with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = Command::new("/usr/bin/openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("failed to run /usr/bin/openssl, which `cargo xtask setup` installs");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Makes, in `dir`, a made-up CA (`ca.pem`), a server certificate for 127.0.0.1
+/// (`server.pem`, `server.key`) and a client certificate (`client.pem`, `client.key`) it
+/// issued, and an unrelated CA (`other-ca.pem`).
+fn make_pki(dir: &std::path::Path) {
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for (name, subject) in [
+        ("ca", "/CN=made-up test CA"),
+        ("other-ca", "/CN=made-up other CA"),
+    ] {
+        let (key_file, certificate) = (format!("{name}.key"), format!("{name}.pem"));
+        let mut args = vec!["req", "-x509"];
+        args.extend(key);
+        args.extend([
+            "-days",
+            "2",
+            "-subj",
+            subject,
+            "-keyout",
+            &key_file,
+            "-out",
+            &certificate,
+        ]);
+        openssl(dir, &args);
+    }
+    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        let extensions = format!("{name}.ext");
+        write_file(
+            &dir.join(&extensions),
+            &format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+        );
+        let (key_file, request, certificate) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        let mut args = vec!["req", "-new"];
+        args.extend(key);
+        args.extend([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &key_file,
+            "-out",
+            &request,
+        ]);
+        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &request,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &extensions,
+                "-out",
+                &certificate,
+            ],
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn grpc_mutual_tls_and_wrong_ca() {
+    let pki = scratch_dir();
+    make_pki(pki.path());
+    let read = |name: &str| std::fs::read(pki.path().join(name)).unwrap();
+    let receiver =
+        OtlpReceiver::grpc_mutual_tls(0, (read("server.pem"), read("server.key")), read("ca.pem"));
+    let files = scratch_dir();
+    let file = credential_file(files.path());
+    let path = file.to_string_lossy().into_owned();
+    let settings = |ca: &str| {
+        format!(
+            "otlp:\n  endpoint: https://127.0.0.1:{}\n  protocol: grpc\n  ca_file: {}\n  client_certificate_file: {}\n  client_key_file: {}\n",
+            receiver.port(),
+            pki.path().join(ca).display(),
+            pki.path().join("client.pem").display(),
+            pki.path().join("client.key").display()
+        )
+    };
+
+    let mut trusted = Daemon::start_with_config(&settings("ca.pem"));
+    let reader = run_to_end(Command::new("/usr/bin/cat").arg(&file));
+    let record = receiver.wait_for("the access event over mutual TLS", |record| {
+        record.attributes.get("process.pid") == Some(&reader.pid.into())
+            && record.attributes.get("file.path") == Some(&path.as_str().into())
+    });
+    assert!(trusted.stop().success());
+
+    let mut untrusting = Daemon::start_with_config(&settings("other-ca.pem"));
+    let refused = run_to_end(Command::new("/usr/bin/cat").arg(&file));
+    let line = untrusting.wait_for("the access event in the JSON lines", |event| {
+        event["attributes"]["process.pid"] == refused.pid
+    });
+    let health = untrusting.wait_for("a health event for the failed export", |event| {
+        event["attributes"]["credwatch.health.reason"] == "export"
+    });
+    assert!(untrusting.stop().success());
+
+    assert_eq!(record.event_name, "credwatch.credential.access");
+    assert_eq!(line["event_name"], "credwatch.credential.access");
+    let error = health["attributes"]["credwatch.export.otlp.last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("certificate") || error.contains("Certificate"),
+        "{health}"
+    );
+    assert_eq!(
+        health["attributes"]["credwatch.export.otlp.connected"],
+        false
+    );
+    assert!(
+        untrusting.stderr_text().contains("failed to export events"),
+        "{}",
+        untrusting.stderr_text()
+    );
+    assert!(
+        receiver
+            .records()
+            .iter()
+            .all(|record| record.attributes.get("process.pid") != Some(&refused.pid.into())),
+        "a collector the daemon does not trust received its events"
+    );
 }
