@@ -17,6 +17,7 @@ use crate::{
     daemon::{Daemon, RunOptions, Signals, identity::Identities},
     export::{
         JsonLinesSink, Resource,
+        json::Rotation,
         otlp::{self, Exporter, OtlpSettings},
     },
     sensor::{self, Sensor},
@@ -182,6 +183,13 @@ pub struct RunArgs {
     /// Write events as JSON lines to this file (appending) instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub json_file: Option<PathBuf>,
+    /// Rotate the --json-file once it reaches this many MiB: it becomes PATH.1, the older
+    /// PATH.1 becomes PATH.2, and so on. 0 turns rotation off.
+    #[arg(long, value_name = "MIB", default_value_t = 0, requires = "json_file")]
+    pub json_max_mb: u64,
+    /// Rotated event files kept (PATH.1 to PATH.N).
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "json_file")]
+    pub json_keep: u32,
     /// Write the daemon's pid to this file once every probe is attached, and remove it at exit.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -260,6 +268,10 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let sink = match &args.json_file {
         Some(path) => match JsonLinesSink::file(path, resource) {
+            Ok(sink) if args.json_max_mb > 0 => sink.with_rotation(Rotation {
+                max_bytes: args.json_max_mb.saturating_mul(1024 * 1024),
+                keep: args.json_keep,
+            }),
             Ok(sink) => sink,
             Err(error) => return report(&error, EXIT_FAILURE),
         },
