@@ -39,6 +39,8 @@ pub struct Received {
     pub time_unix_nano: u64,
     /// Attributes.
     pub attributes: Map<String, Value>,
+    /// The body as JSON, `null` when the record has none.
+    pub body: Value,
     /// Resource attributes of the request.
     pub resource: Map<String, Value>,
     /// Headers or gRPC metadata of the request, names in lowercase.
@@ -276,6 +278,7 @@ fn keep(received: &Store, request: ExportLogsServiceRequest, headers: &BTreeMap<
                     severity_number: record.severity_number,
                     time_unix_nano: record.time_unix_nano,
                     attributes: object(&record.attributes),
+                    body: record.body.as_ref().map_or(Value::Null, json),
                     resource: resource.clone(),
                     headers: headers.clone(),
                 });

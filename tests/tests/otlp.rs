@@ -28,12 +28,21 @@ fn credential_file(dir: &std::path::Path) -> std::path::PathBuf {
 /// Starts a daemon that exports to `receiver` with `protocol`, reads the fixture with `cat`
 /// and returns the daemon, the JSON line of the access event and its OTLP record.
 fn export_one_read(receiver: &OtlpReceiver, protocol: &str) -> (Daemon, Value, Received) {
+    export_one_read_with(receiver, protocol, "")
+}
+
+/// Like [`export_one_read`], with `extra` appended to the `otlp` section.
+fn export_one_read_with(
+    receiver: &OtlpReceiver,
+    protocol: &str,
+    extra: &str,
+) -> (Daemon, Value, Received) {
     let dir = scratch_dir();
     let file = credential_file(dir.path());
     let token = dir.path().join("collector-token");
     write_file(&token, &format!("Bearer {BEARER}\n"));
     let sections = format!(
-        "otlp:\n  endpoint: http://127.0.0.1:{}\n  protocol: {protocol}\n  headers:\n    x-scope-orgid: tenant-a\n  header_files:\n    authorization: {}\n  resource:\n    k8s.cluster.name: test-cluster\n    k8s.node.name: test-node\n",
+        "otlp:\n  endpoint: http://127.0.0.1:{}\n  protocol: {protocol}\n  headers:\n    x-scope-orgid: tenant-a\n  header_files:\n    authorization: {}\n  resource:\n    k8s.cluster.name: test-cluster\n    k8s.node.name: test-node\n{extra}",
         receiver.port(),
         token.display()
     );
@@ -124,6 +133,30 @@ fn http_export_matches_json_lines() {
         "{health}"
     );
     assert_no_secrets(&daemon, &receiver);
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn ocsf_body_is_file_system_activity() {
+    let receiver = OtlpReceiver::http(0);
+    let (mut daemon, line, record) =
+        export_one_read_with(&receiver, "http/protobuf", "  body: ocsf\n");
+    assert!(daemon.stop().success());
+
+    // The attributes stay as they are; the body adds the OCSF event.
+    assert_same_event(&line, &record);
+    let body = &record.body;
+    assert_eq!(body["class_uid"], 1001, "{body}");
+    assert_eq!(body["activity_id"], 14);
+    assert_eq!(body["type_uid"], 100114);
+    assert_eq!(body["file"]["path"], line["attributes"]["file.path"]);
+    assert_eq!(
+        body["actor"]["process"]["pid"],
+        line["attributes"]["process.pid"]
+    );
+    assert_eq!(body["metadata"]["product"]["name"], "credwatch");
+    assert_eq!(body["device"]["hostname"], line["resource"]["host.name"]);
+    assert!(!body.to_string().contains(SECRET));
 }
 
 #[test]

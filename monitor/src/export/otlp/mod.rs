@@ -7,6 +7,7 @@
 //! counted. Records are in the queue as encoded OTLP `LogRecord`s ([`encode`]).
 
 pub mod encode;
+pub mod ocsf;
 pub mod settings;
 pub mod spool;
 pub mod transport;
@@ -27,7 +28,7 @@ use opentelemetry_proto::tonic::{
 use prost::Message as _;
 use serde_json::{Map, Value};
 
-pub use settings::{OtlpConfig, OtlpSettings, Protocol};
+pub use settings::{Body, OtlpConfig, OtlpSettings, Protocol};
 pub use spool::SpoolStats;
 
 use self::{
@@ -82,6 +83,8 @@ pub struct Exporter {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     failed_appends: u64,
+    /// The resource, for OCSF bodies; None without them.
+    ocsf_resource: Option<Map<String, Value>>,
 }
 
 impl Exporter {
@@ -99,6 +102,7 @@ impl Exporter {
         let transport = Transport::new(&settings)?;
         let shared = Arc::new(Shared::default());
         let resource = resource_attributes(resource, &settings);
+        let ocsf_resource = (settings.body == Body::Ocsf).then(|| resource.clone());
         let pending = spool.stats().pending;
         tracing::info!(
             endpoint = %settings.endpoint,
@@ -123,12 +127,17 @@ impl Exporter {
             shared,
             thread: Some(thread),
             failed_appends: 0,
+            ocsf_resource,
         })
     }
 
     /// Queues one event. A queue that cannot be written is logged once per hundred failures.
     pub fn push(&mut self, event: &Event) {
-        let record = encode::log_record(event, SystemTime::now()).encode_to_vec();
+        let mut record = encode::log_record(event, SystemTime::now());
+        if let Some(resource) = &self.ocsf_resource {
+            record.body = ocsf::body(event, resource).map(|body| encode::any_value(&body));
+        }
+        let record = record.encode_to_vec();
         if let Err(error) = self.spool.append(&record) {
             self.failed_appends += 1;
             if self.failed_appends % 100 == 1 {

@@ -40,6 +40,17 @@ impl Protocol {
     }
 }
 
+/// What the body of each record holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Body {
+    /// No body: the event is in the attributes.
+    #[default]
+    None,
+    /// An OCSF 1.1 event of the record's class, for the events that have one.
+    Ocsf,
+}
+
 /// The `otlp` section. Every key is optional; unset keys fall back to the `OTEL_*` variables.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -72,6 +83,8 @@ pub struct OtlpConfig {
     pub batch_max: Option<usize>,
     /// `service.name` of the resource.
     pub service_name: Option<String>,
+    /// The record body: `none`, or `ocsf` for an OCSF event of the record's class.
+    pub body: Option<Body>,
     /// Resource attributes added to every record, such as `k8s.cluster.name` and
     /// `k8s.node.name`; `${NAME}` is replaced by the variable.
     pub resource: BTreeMap<String, String>,
@@ -98,6 +111,8 @@ pub struct OtlpSettings {
     pub queue_max_bytes: u64,
     /// Records per request.
     pub batch_max: usize,
+    /// What the record body holds.
+    pub body: Body,
     /// Resource attributes added to the detected ones.
     pub resource: BTreeMap<String, String>,
 }
@@ -116,6 +131,7 @@ impl fmt::Debug for OtlpSettings {
             .field("client_identity", &self.client_identity)
             .field("queue_max_bytes", &self.queue_max_bytes)
             .field("batch_max", &self.batch_max)
+            .field("body", &self.body)
             .field("resource", &self.resource)
             .finish()
     }
@@ -295,6 +311,7 @@ impl OtlpSettings {
             client_identity,
             queue_max_bytes: queue_max_mb.saturating_mul(1024 * 1024),
             batch_max,
+            body: config.body.unwrap_or_default(),
             resource,
         }))
     }
