@@ -1,6 +1,7 @@
-//! A stand-in OpenTelemetry Collector on loopback: it accepts OTLP logs over gRPC (the
-//! official `LogsService`) or over HTTP/1.1 `POST /v1/logs` with a protobuf body, decodes each
-//! request and keeps the records, their resource and the request headers.
+//! A stand-in OpenTelemetry Collector on loopback: it accepts OTLP logs and metrics over gRPC
+//! (the official `LogsService` and `MetricsService`) or over HTTP/1.1 `POST /v1/logs` and
+//! `POST /v1/metrics` with protobuf bodies, decodes each request and keeps the records, their
+//! resource, the request headers and the metrics.
 
 use std::{
     collections::BTreeMap,
@@ -15,11 +16,18 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    collector::logs::v1::{
-        ExportLogsServiceRequest, ExportLogsServiceResponse,
-        logs_service_server::{LogsService, LogsServiceServer},
+    collector::{
+        logs::v1::{
+            ExportLogsServiceRequest, ExportLogsServiceResponse,
+            logs_service_server::{LogsService, LogsServiceServer},
+        },
+        metrics::v1::{
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+        },
     },
     common::v1::{AnyValue, KeyValue, any_value},
+    metrics::v1::{metric, number_data_point},
 };
 use prost::Message as _;
 use serde_json::{Map, Value};
@@ -48,11 +56,22 @@ pub struct Received {
 }
 
 type Store = Arc<Mutex<Vec<Received>>>;
+type MetricStore = Arc<Mutex<Vec<ExportMetricsServiceRequest>>>;
+
+/// One data point of a received metric: its attributes and its integer value.
+#[derive(Clone, Debug)]
+pub struct Point {
+    /// Attributes of the point.
+    pub attributes: Map<String, Value>,
+    /// The value.
+    pub value: i64,
+}
 
 /// A running receiver, stopped on drop.
 pub struct OtlpReceiver {
     port: u16,
     received: Store,
+    metrics: MetricStore,
     stop: Arc<AtomicBool>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -73,15 +92,18 @@ impl OtlpReceiver {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = Store::default();
+        let metrics = MetricStore::default();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let received = received.clone();
+            let metrics = metrics.clone();
             let stop = stop.clone();
-            std::thread::spawn(move || serve_http(&listener, &received, &stop))
+            std::thread::spawn(move || serve_http(&listener, &received, &metrics, &stop))
         };
         Self {
             port,
             received,
+            metrics,
             stop,
             shutdown: None,
             thread: Some(thread),
@@ -107,9 +129,11 @@ impl OtlpReceiver {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = Store::default();
+        let metrics = MetricStore::default();
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let thread = {
             let received = received.clone();
+            let metrics = metrics.clone();
             std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -124,6 +148,7 @@ impl OtlpReceiver {
                     }
                     builder
                         .add_service(LogsServiceServer::new(GrpcReceiver { received }))
+                        .add_service(MetricsServiceServer::new(GrpcMetrics { metrics }))
                         .serve_with_incoming_shutdown(incoming, async {
                             let _ = signal.await;
                         })
@@ -135,6 +160,7 @@ impl OtlpReceiver {
         Self {
             port,
             received,
+            metrics,
             stop: Arc::new(AtomicBool::new(false)),
             shutdown: Some(shutdown),
             thread: Some(thread),
@@ -149,6 +175,39 @@ impl OtlpReceiver {
     /// Returns every record received so far, in arrival order.
     pub fn records(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// Returns the points of metric `name` in the newest metrics request that has it.
+    pub fn metric_points(&self, name: &str) -> Vec<Point> {
+        let requests = self.metrics.lock().unwrap();
+        for request in requests.iter().rev() {
+            let found = request
+                .resource_metrics
+                .iter()
+                .flat_map(|resource| &resource.scope_metrics)
+                .flat_map(|scope| &scope.metrics)
+                .find(|metric| metric.name == name);
+            let Some(metric) = found else {
+                continue;
+            };
+            let points = match &metric.data {
+                Some(metric::Data::Sum(sum)) => &sum.data_points,
+                Some(metric::Data::Gauge(gauge)) => &gauge.data_points,
+                _ => return Vec::new(),
+            };
+            return points
+                .iter()
+                .map(|point| Point {
+                    attributes: object(&point.attributes),
+                    value: match point.value {
+                        Some(number_data_point::Value::AsInt(value)) => value,
+                        Some(number_data_point::Value::AsDouble(value)) => value as i64,
+                        None => 0,
+                    },
+                })
+                .collect();
+        }
+        Vec::new()
     }
 
     /// Waits until a record matches, and returns it.
@@ -184,6 +243,21 @@ struct GrpcReceiver {
     received: Store,
 }
 
+struct GrpcMetrics {
+    metrics: MetricStore,
+}
+
+#[tonic::async_trait]
+impl MetricsService for GrpcMetrics {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.metrics.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
 #[tonic::async_trait]
 impl LogsService for GrpcReceiver {
     async fn export(
@@ -206,11 +280,11 @@ impl LogsService for GrpcReceiver {
     }
 }
 
-fn serve_http(listener: &TcpListener, received: &Store, stop: &AtomicBool) {
+fn serve_http(listener: &TcpListener, received: &Store, metrics: &MetricStore, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let _ = answer_http(stream, received);
+                let _ = answer_http(stream, received, metrics);
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(10));
@@ -221,7 +295,7 @@ fn serve_http(listener: &TcpListener, received: &Store, stop: &AtomicBool) {
 }
 
 /// Reads one request, keeps its records and answers 200, or 400 when the body does not decode.
-fn answer_http(stream: TcpStream, received: &Store) -> std::io::Result<()> {
+fn answer_http(stream: TcpStream, received: &Store, metrics: &MetricStore) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -246,6 +320,18 @@ fn answer_http(stream: TcpStream, received: &Store) -> std::io::Result<()> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
     let mut stream = stream;
+    if request_line.starts_with("POST /v1/metrics ") {
+        return match ExportMetricsServiceRequest::decode(body.as_slice()) {
+            Ok(request) => {
+                metrics.lock().unwrap().push(request);
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            }
+            Err(_) => stream.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            ),
+        };
+    }
     let decoded = request_line
         .starts_with("POST /v1/logs ")
         .then(|| ExportLogsServiceRequest::decode(body.as_slice()).ok())

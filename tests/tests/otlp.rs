@@ -3,13 +3,15 @@
 
 use std::process::Command;
 
+use tempfile::TempDir;
+
 use credwatch_tests::{
     Daemon, client::run_to_end, otlp::OtlpReceiver, otlp::Received, scratch_dir, write_file,
 };
 use serde_json::Value;
 
 /// Made-up secret of the credential fixture.
-const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYMADEUPOTLP1";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYMADEUPOTLP";
 /// Made-up bearer token the collector expects, read from a file.
 const BEARER: &str = "made-up-collector-token-4f1c";
 
@@ -26,8 +28,9 @@ fn credential_file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Starts a daemon that exports to `receiver` with `protocol`, reads the fixture with `cat`
-/// and returns the daemon, the JSON line of the access event and its OTLP record.
-fn export_one_read(receiver: &OtlpReceiver, protocol: &str) -> (Daemon, Value, Received) {
+/// and returns the daemon, the JSON line of the access event, its OTLP record and the
+/// directory of the fixtures, which must outlive the daemon.
+fn export_one_read(receiver: &OtlpReceiver, protocol: &str) -> (Daemon, Value, Received, TempDir) {
     export_one_read_with(receiver, protocol, "")
 }
 
@@ -36,7 +39,7 @@ fn export_one_read_with(
     receiver: &OtlpReceiver,
     protocol: &str,
     extra: &str,
-) -> (Daemon, Value, Received) {
+) -> (Daemon, Value, Received, TempDir) {
     let dir = scratch_dir();
     let file = credential_file(dir.path());
     let token = dir.path().join("collector-token");
@@ -60,12 +63,16 @@ fn export_one_read_with(
             && record.attributes.get("process.pid") == Some(&reader.pid.into())
             && record.attributes.get("file.path") == Some(&path.as_str().into())
     });
-    drop(dir);
-    (daemon, line, record)
+    // The directory holds the collector token, which the daemon reads at every request.
+    (daemon, line, record, dir)
 }
 
 /// Checks that the record carries exactly what the JSON line carries.
 fn assert_same_event(line: &Value, record: &Received) {
+    assert_eq!(
+        line["attributes"]["credwatch.identify.result"], "identified",
+        "the fixture must hold a valid made-up key: {line}"
+    );
     assert_eq!(line["event_name"], record.event_name.as_str());
     assert_eq!(line["severity_text"], record.severity_text.as_str());
     assert_eq!(line["severity_number"], record.severity_number);
@@ -116,7 +123,7 @@ fn assert_no_secrets(daemon: &Daemon, receiver: &OtlpReceiver) {
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn http_export_matches_json_lines() {
     let receiver = OtlpReceiver::http(0);
-    let (mut daemon, line, record) = export_one_read(&receiver, "http/protobuf");
+    let (mut daemon, line, record, _files) = export_one_read(&receiver, "http/protobuf");
     let health = daemon.request_health();
     assert!(daemon.stop().success());
 
@@ -139,7 +146,7 @@ fn http_export_matches_json_lines() {
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn ocsf_body_is_file_system_activity() {
     let receiver = OtlpReceiver::http(0);
-    let (mut daemon, line, record) =
+    let (mut daemon, line, record, _files) =
         export_one_read_with(&receiver, "http/protobuf", "  body: ocsf\n");
     assert!(daemon.stop().success());
 
@@ -159,11 +166,65 @@ fn ocsf_body_is_file_system_activity() {
     assert!(!body.to_string().contains(SECRET));
 }
 
+/// Waits until the receiver's metric `name` has a point that `matches`.
+fn wait_for_point(
+    receiver: &OtlpReceiver,
+    name: &str,
+    matches: impl Fn(&credwatch_tests::otlp::Point) -> bool,
+) -> credwatch_tests::otlp::Point {
+    let deadline = std::time::Instant::now() + credwatch_tests::TIMEOUT;
+    loop {
+        if let Some(point) = receiver.metric_points(name).into_iter().find(&matches) {
+            return point;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no point of {name} matched; the last request had {:?}",
+            receiver.metric_points(name)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn counters_arrive_as_metrics() {
+    for (receiver, protocol) in [
+        (OtlpReceiver::http(0), "http/protobuf"),
+        (OtlpReceiver::grpc(0), "grpc"),
+    ] {
+        let (mut daemon, _, _, _files) =
+            export_one_read_with(&receiver, protocol, "  metrics_interval: 1s\n");
+
+        let accesses = wait_for_point(&receiver, "credwatch.events", |point| {
+            point.attributes["event.name"] == "credwatch.credential.access" && point.value >= 1
+        });
+        let credentials = wait_for_point(&receiver, "credwatch.inventory.credentials", |point| {
+            point.value >= 1
+        });
+        let probe = wait_for_point(&receiver, "credwatch.probes", |point| {
+            point.attributes["credwatch.probe.program"] == "sys_enter_openat"
+        });
+        let lost = wait_for_point(&receiver, "credwatch.records.lost", |_| true);
+        // The queue's gauge is sent whatever its value.
+        wait_for_point(&receiver, "credwatch.export.queue.depth", |_| true);
+        assert!(daemon.stop().success());
+
+        assert!(accesses.value >= 1, "{protocol}: {accesses:?}");
+        assert!(credentials.value >= 1, "{protocol}: {credentials:?}");
+        assert_eq!(
+            probe.attributes["credwatch.probe.state"], "attached",
+            "{protocol}"
+        );
+        assert_eq!(lost.value, 0, "{protocol}: records were lost");
+    }
+}
+
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn grpc_export_matches_json_lines() {
     let receiver = OtlpReceiver::grpc(0);
-    let (mut daemon, line, record) = export_one_read(&receiver, "grpc");
+    let (mut daemon, line, record, _files) = export_one_read(&receiver, "grpc");
     assert!(daemon.stop().success());
 
     assert_same_event(&line, &record);

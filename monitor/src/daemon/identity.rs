@@ -197,6 +197,11 @@ impl Identities {
         (identity, previous_uses)
     }
 
+    /// Returns the number of credentials in the inventory, or 0 when the database cannot say.
+    pub fn credential_count(&self) -> u64 {
+        self.store.credential_count().unwrap_or_default()
+    }
+
     /// Returns the ids of the credentials a process read.
     pub fn credentials_read_by(&self, pid: u32) -> &[String] {
         self.readers.get(&pid).map_or(&[], Vec::as_slice)

@@ -42,7 +42,11 @@ use crate::{
     config::{DetectionConfig, HealthConfig, KubernetesConfig, TlsConfig},
     credential::catalogue::Catalogue,
     detect::{Detector, Read, SystemClock},
-    export::{Event, JsonLinesSink, Severity, event::name, otlp::Exporter},
+    export::{
+        Event, JsonLinesSink, Severity,
+        event::name,
+        otlp::{Exporter, metrics::Snapshot as MetricsSnapshot},
+    },
     network::event::connect_event,
     process::{ProcessCache, ProcessInfo, hash::Executables, procfs, redact, users::UserNames},
     sensor::{
@@ -133,6 +137,12 @@ pub struct Daemon {
     exporter: Option<Exporter>,
     /// Failed export requests when the last export health event was written.
     reported_export_failures: u64,
+    /// Counters sent as OTLP metrics.
+    metrics: MetricsSnapshot,
+    /// Program, hook and state of each probe, for the metrics.
+    probe_states: Vec<(String, String, String)>,
+    /// When the daemon started.
+    started: std::time::SystemTime,
 }
 
 impl Daemon {
@@ -166,6 +176,9 @@ impl Daemon {
             reported_drops: 0,
             exporter: None,
             reported_export_failures: 0,
+            metrics: MetricsSnapshot::default(),
+            probe_states: Vec::new(),
+            started: std::time::SystemTime::now(),
         }
     }
 
@@ -256,6 +269,26 @@ impl Daemon {
         inspect.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut drain_tick = interval(DRAIN_TICK);
         drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.probe_states = probes
+            .iter()
+            .map(|probe| {
+                (
+                    probe.program.clone(),
+                    probe.hook.to_owned(),
+                    probe.state.to_owned(),
+                )
+            })
+            .collect();
+        let metrics_every = self
+            .exporter
+            .as_ref()
+            .map_or(Duration::ZERO, Exporter::metrics_interval);
+        let mut metrics_tick = interval(if metrics_every.is_zero() {
+            Duration::from_secs(86_400)
+        } else {
+            metrics_every
+        });
+        metrics_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
         let stop_signal = loop {
             if self.output_closed {
@@ -284,6 +317,7 @@ impl Daemon {
                 }
                 _ = report.tick(), if !report_every.is_zero() => self.report(Reason::Interval, &counters),
                 _ = sigusr1.recv() => self.report(Reason::Requested, &counters),
+                _ = metrics_tick.tick(), if !metrics_every.is_zero() => self.push_metrics(&counters),
                 _ = sighup.recv() => self.reopen(),
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = sigint.recv() => break "SIGINT",
@@ -295,6 +329,7 @@ impl Daemon {
         self.check_drops(&Counters::read(&counters));
         self.report(Reason::Stop, &counters);
         drop(ebpf);
+        self.push_metrics(&counters);
         if let Some(exporter) = self.exporter.take() {
             exporter.stop();
         }
@@ -761,6 +796,7 @@ impl Daemon {
     fn emit(&mut self, event: Event) {
         if let Some(exporter) = &mut self.exporter {
             exporter.push(&event);
+            self.count_for_metrics(&event);
         }
         if self.output_closed {
             self.stats.events_failed += 1;
@@ -847,6 +883,36 @@ impl Daemon {
         }
         self.reported_export_failures = stats.failures;
         self.report(Reason::Export, counters);
+    }
+
+    /// Counts an event by name, and a finding by type, for the OTLP metrics.
+    fn count_for_metrics(&mut self, event: &Event) {
+        *self
+            .metrics
+            .events
+            .entry(event.name.to_owned())
+            .or_default() += 1;
+        if event.name == name::FINDING
+            && let Some(kind) = attribute_str(event, "credwatch.finding.type")
+        {
+            *self.metrics.findings.entry(kind.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Hands the current counters to the exporter as metrics.
+    fn push_metrics(&mut self, counters: &aya::maps::PerCpuArray<MapData, u64>) {
+        let Some(exporter) = &self.exporter else {
+            return;
+        };
+        let kernel = Counters::read(counters);
+        let export = exporter.stats();
+        self.metrics.started.get_or_insert(self.started);
+        self.metrics.records_lost = kernel.dropped() + self.stats.dropped();
+        self.metrics.queue_depth = export.queued;
+        self.metrics.queue_dropped = export.dropped;
+        self.metrics.credentials = self.identities.credential_count();
+        self.metrics.probes = self.probe_states.clone();
+        exporter.push_metrics(&self.metrics);
     }
 
     /// Adds the exporter's counts to a health event.

@@ -527,6 +527,16 @@ impl Store {
         }
     }
 
+    /// Returns the number of credentials in the inventory.
+    pub fn credential_count(&self) -> Result<u64, StoreError> {
+        self.connection
+            .query_row("SELECT COUNT(*) FROM credentials", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|count| u64::try_from(count).unwrap_or_default())
+            .map_err(failed(&self.path, "count credentials"))
+    }
+
     /// Returns whether the credential is in the inventory.
     pub fn contains(&self, credential_id: &str) -> Result<bool, StoreError> {
         self.connection

@@ -186,3 +186,17 @@ fn record_use_returns_previous_use() {
     assert_eq!(first, Some(1_000), "never used: the first sighting");
     assert_eq!(second, Some(2_000));
 }
+
+#[test]
+fn credentials_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.credential_count().unwrap(), 0);
+    store
+        .record_credential(&credential("cw1:aa"), None, 1_000)
+        .unwrap();
+    store
+        .record_credential(&credential("cw1:bb"), None, 1_000)
+        .unwrap();
+    assert_eq!(store.credential_count().unwrap(), 2);
+}

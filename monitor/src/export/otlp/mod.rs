@@ -7,6 +7,7 @@
 //! counted. Records are in the queue as encoded OTLP `LogRecord`s ([`encode`]).
 
 pub mod encode;
+pub mod metrics;
 pub mod ocsf;
 pub mod settings;
 pub mod spool;
@@ -69,6 +70,10 @@ pub struct ExportStats {
 
 #[derive(Debug, Default)]
 struct Shared {
+    /// The newest metrics waiting to be sent; a newer snapshot replaces an unsent one.
+    metrics: Mutex<
+        Option<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest>,
+    >,
     sent: AtomicU64,
     rejected: AtomicU64,
     failures: AtomicU64,
@@ -85,6 +90,10 @@ pub struct Exporter {
     failed_appends: u64,
     /// The resource, for OCSF bodies; None without them.
     ocsf_resource: Option<Map<String, Value>>,
+    /// The resource of metrics requests.
+    resource: Map<String, Value>,
+    /// How often metrics are sent; zero when they are off.
+    metrics_interval: Duration,
 }
 
 impl Exporter {
@@ -103,6 +112,8 @@ impl Exporter {
         let shared = Arc::new(Shared::default());
         let resource = resource_attributes(resource, &settings);
         let ocsf_resource = (settings.body == Body::Ocsf).then(|| resource.clone());
+        let metrics_resource = resource.clone();
+        let metrics_interval = settings.metrics_interval;
         let pending = spool.stats().pending;
         tracing::info!(
             endpoint = %settings.endpoint,
@@ -128,6 +139,8 @@ impl Exporter {
             thread: Some(thread),
             failed_appends: 0,
             ocsf_resource,
+            resource: metrics_resource,
+            metrics_interval,
         })
     }
 
@@ -143,6 +156,27 @@ impl Exporter {
             if self.failed_appends % 100 == 1 {
                 tracing::error!(%error, failures = self.failed_appends, "failed to queue an event for OTLP export");
             }
+        }
+    }
+
+    /// Returns how often the daemon should hand over metrics; zero when they are off.
+    pub fn metrics_interval(&self) -> Duration {
+        self.metrics_interval
+    }
+
+    /// Hands a snapshot of the counters to the delivery thread, which sends it as OTLP metrics
+    /// between batches of events. An unsent older snapshot is replaced: sums are cumulative.
+    pub fn push_metrics(&self, snapshot: &metrics::Snapshot) {
+        let request = metrics::request(snapshot, &self.resource, SystemTime::now());
+        if let Ok(mut pending) = self.shared.metrics.lock() {
+            *pending = Some(request);
+        }
+        self.spool_wake();
+    }
+
+    fn spool_wake(&self) {
+        if let Err(error) = self.spool.flush() {
+            tracing::warn!(%error, "failed to write the OTLP queue");
         }
     }
 
@@ -227,6 +261,7 @@ impl Delivery {
                     continue;
                 }
             };
+            self.send_metrics();
             if batch.records.is_empty() {
                 self.spool.wait(Duration::from_millis(200));
                 continue;
@@ -280,6 +315,26 @@ impl Delivery {
             tracing::error!(%error, "failed to store the OTLP queue position; the batch may be sent again after a restart");
         }
         Ok(())
+    }
+
+    /// Sends the pending metrics, if any. A failure is logged at debug level only: the events'
+    /// own delivery reports the collector's state, and the next snapshot carries the totals.
+    fn send_metrics(&mut self) {
+        let pending = self
+            .shared
+            .metrics
+            .lock()
+            .ok()
+            .and_then(|mut pending| pending.take());
+        let Some(request) = pending else {
+            return;
+        };
+        let Ok(headers) = self.headers() else {
+            return;
+        };
+        if let Err(failure) = self.transport.send_metrics(request, &headers) {
+            tracing::debug!(error = %failure.message(), "failed to send metrics");
+        }
     }
 
     /// Returns the fixed headers and those read from files. A file that cannot be read fails

@@ -18,6 +18,8 @@ const DEFAULT_QUEUE_MB: u64 = 256;
 const DEFAULT_BATCH: usize = 512;
 /// Default time for one export request.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time between two metrics requests.
+const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The transport of OTLP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -85,6 +87,9 @@ pub struct OtlpConfig {
     pub service_name: Option<String>,
     /// The record body: `none`, or `ocsf` for an OCSF event of the record's class.
     pub body: Option<Body>,
+    /// How often the daemon's counters are sent as OTLP metrics; `0s` turns metrics off.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub metrics_interval: Option<Duration>,
     /// Resource attributes added to every record, such as `k8s.cluster.name` and
     /// `k8s.node.name`; `${NAME}` is replaced by the variable.
     pub resource: BTreeMap<String, String>,
@@ -95,6 +100,10 @@ pub struct OtlpConfig {
 pub struct OtlpSettings {
     /// Full URL of requests: with `/v1/logs` for HTTP.
     pub endpoint: String,
+    /// Full URL of metrics requests: with `/v1/metrics` for HTTP.
+    pub metrics_endpoint: String,
+    /// How often metrics are sent; zero when they are off.
+    pub metrics_interval: Duration,
     /// Transport.
     pub protocol: Protocol,
     /// Fixed headers; the values may be secrets and are never logged.
@@ -123,6 +132,8 @@ impl fmt::Debug for OtlpSettings {
         formatter
             .debug_struct("OtlpSettings")
             .field("endpoint", &self.endpoint)
+            .field("metrics_endpoint", &self.metrics_endpoint)
+            .field("metrics_interval", &self.metrics_interval)
             .field("protocol", &self.protocol)
             .field("headers", &header_names)
             .field("header_files", &self.header_files)
@@ -190,6 +201,12 @@ impl OtlpSettings {
             },
         };
         let endpoint = endpoint_url(&endpoint, protocol, signal_specific)?;
+        let metrics_endpoint = match lookup("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+            .filter(|value| !value.trim().is_empty())
+        {
+            Some(url) => endpoint_url(&url, protocol, true)?,
+            None => metrics_url(&endpoint, protocol),
+        };
         let headers = merged_headers(config, &env)?;
         let header_files = config
             .header_files
@@ -303,6 +320,8 @@ impl OtlpSettings {
         let resource = merged_resource(config, &lookup)?;
         Ok(Some(Self {
             endpoint,
+            metrics_endpoint,
+            metrics_interval: config.metrics_interval.unwrap_or(DEFAULT_METRICS_INTERVAL),
             protocol,
             headers,
             header_files,
@@ -351,6 +370,22 @@ fn endpoint_url(
         return Ok(endpoint.to_owned());
     }
     Ok(format!("{}/v1/logs", endpoint.trim_end_matches('/')))
+}
+
+/// Returns the metrics URL that goes with the logs URL: the same for gRPC; for HTTP,
+/// `/v1/logs` replaced by `/v1/metrics`, or `/v1/metrics` on the host of a custom path.
+fn metrics_url(logs: &str, protocol: Protocol) -> String {
+    if protocol == Protocol::Grpc {
+        return logs.to_owned();
+    }
+    if let Some(base) = logs.strip_suffix("/v1/logs") {
+        return format!("{base}/v1/metrics");
+    }
+    let scheme_end = logs.find("://").map_or(0, |index| index + 3);
+    let host_end = logs[scheme_end..]
+        .find('/')
+        .map_or(logs.len(), |index| scheme_end + index);
+    format!("{}/v1/metrics", &logs[..host_end])
 }
 
 /// Merges `OTEL_EXPORTER_OTLP_HEADERS` (`name=value,...`, values percent-encoded) with the
@@ -541,6 +576,11 @@ mod tests {
         .unwrap();
 
         assert_eq!(settings.endpoint, "http://127.0.0.1:4318/v1/logs");
+        assert_eq!(
+            settings.metrics_endpoint,
+            "http://127.0.0.1:4318/v1/metrics"
+        );
+        assert_eq!(settings.metrics_interval, Duration::from_secs(60));
         assert_eq!(settings.protocol, Protocol::HttpProtobuf);
         assert_eq!(
             settings.headers,
@@ -593,6 +633,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(settings.endpoint, "http://127.0.0.1:4318/custom/logs");
+        assert_eq!(
+            settings.metrics_endpoint,
+            "http://127.0.0.1:4318/v1/metrics"
+        );
     }
 
     #[test]

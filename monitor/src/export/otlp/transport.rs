@@ -13,8 +13,9 @@ use std::{
     time::Duration,
 };
 
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, logs_service_client::LogsServiceClient,
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::{ExportLogsServiceRequest, logs_service_client::LogsServiceClient},
+    metrics::v1::{ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient},
 };
 use prost::Message as _;
 use rustls::{
@@ -76,8 +77,20 @@ impl Transport {
         headers: &[(String, String)],
     ) -> Result<(), Failure> {
         match self {
-            Self::Http(http) => http.send(&request.encode_to_vec(), headers),
+            Self::Http(http) => http.send(&http.url, &request.encode_to_vec(), headers),
             Self::Grpc(grpc) => grpc.send(request, headers),
+        }
+    }
+
+    /// Sends one metrics request with `headers`.
+    pub fn send_metrics(
+        &mut self,
+        request: ExportMetricsServiceRequest,
+        headers: &[(String, String)],
+    ) -> Result<(), Failure> {
+        match self {
+            Self::Http(http) => http.send(&http.metrics_url, &request.encode_to_vec(), headers),
+            Self::Grpc(grpc) => grpc.send_metrics(request, headers),
         }
     }
 }
@@ -133,6 +146,7 @@ fn parse_url(url: &str) -> Result<Url, String> {
 /// HTTP/1.1 to the collector, one connection per request.
 pub struct HttpTransport {
     url: Url,
+    metrics_url: Url,
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     timeout: Duration,
 }
@@ -140,6 +154,7 @@ pub struct HttpTransport {
 impl HttpTransport {
     fn new(settings: &OtlpSettings) -> Result<Self, String> {
         let url = parse_url(&settings.endpoint)?;
+        let metrics_url = parse_url(&settings.metrics_endpoint)?;
         let tls = if url.tls {
             let name = ServerName::try_from(url.host.clone())
                 .map_err(|error| format!("otlp.endpoint host {}: {error}", url.host))?;
@@ -149,18 +164,19 @@ impl HttpTransport {
         };
         Ok(Self {
             url,
+            metrics_url,
             tls,
             timeout: settings.timeout,
         })
     }
 
-    fn send(&self, body: &[u8], headers: &[(String, String)]) -> Result<(), Failure> {
-        let stream = self.connect().map_err(Failure::Retry)?;
+    fn send(&self, url: &Url, body: &[u8], headers: &[(String, String)]) -> Result<(), Failure> {
+        let stream = self.connect(url).map_err(Failure::Retry)?;
         let mut head = format!(
             "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: credwatch/{}\r\n",
-            self.url.path,
-            self.url.host,
-            self.url.port,
+            url.path,
+            url.host,
+            url.port,
             body.len(),
             env!("CARGO_PKG_VERSION")
         );
@@ -179,13 +195,13 @@ impl HttpTransport {
             }
             None => exchange(stream, head.as_bytes(), body),
         }
-        .map_err(|error| Failure::Retry(self.describe(&error)))?;
+        .map_err(|error| Failure::Retry(self.describe(url, &error)))?;
         status_outcome(&response)
     }
 
-    fn connect(&self) -> Result<TcpStream, String> {
-        let target = format!("{}:{}", self.url.host, self.url.port);
-        let addresses = (self.url.host.as_str(), self.url.port)
+    fn connect(&self, url: &Url) -> Result<TcpStream, String> {
+        let target = format!("{}:{}", url.host, url.port);
+        let addresses = (url.host.as_str(), url.port)
             .to_socket_addrs()
             .map_err(|error| format!("failed to resolve {target}: {error}"))?;
         let mut last = format!("{target} has no address");
@@ -204,8 +220,8 @@ impl HttpTransport {
         Err(last)
     }
 
-    fn describe(&self, error: &io::Error) -> String {
-        let target = format!("{}:{}", self.url.host, self.url.port);
+    fn describe(&self, url: &Url, error: &io::Error) -> String {
+        let target = format!("{}:{}", url.host, url.port);
         let text = error.to_string();
         if self.tls.is_some() && (text.contains("certificate") || text.contains("Certificate")) {
             return format!(
@@ -353,6 +369,7 @@ fn read_certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'stati
 pub struct GrpcTransport {
     runtime: tokio::runtime::Runtime,
     client: LogsServiceClient<Channel>,
+    metrics: MetricsServiceClient<Channel>,
     timeout: Duration,
 }
 
@@ -378,7 +395,8 @@ impl GrpcTransport {
         };
         Ok(Self {
             runtime,
-            client: LogsServiceClient::new(channel),
+            client: LogsServiceClient::new(channel.clone()),
+            metrics: MetricsServiceClient::new(channel),
             timeout: settings.timeout,
         })
     }
@@ -388,7 +406,34 @@ impl GrpcTransport {
         request: ExportLogsServiceRequest,
         headers: &[(String, String)],
     ) -> Result<(), Failure> {
-        let mut request = tonic::Request::new(request);
+        let request = self.request(request, headers)?;
+        let client = &mut self.client;
+        match self.runtime.block_on(client.export(request)) {
+            Ok(_) => Ok(()),
+            Err(status) => Err(grpc_failure(&status)),
+        }
+    }
+
+    fn send_metrics(
+        &mut self,
+        request: ExportMetricsServiceRequest,
+        headers: &[(String, String)],
+    ) -> Result<(), Failure> {
+        let request = self.request(request, headers)?;
+        let client = &mut self.metrics;
+        match self.runtime.block_on(client.export(request)) {
+            Ok(_) => Ok(()),
+            Err(status) => Err(grpc_failure(&status)),
+        }
+    }
+
+    /// Wraps a message with the timeout and the headers as metadata.
+    fn request<T>(
+        &self,
+        message: T,
+        headers: &[(String, String)],
+    ) -> Result<tonic::Request<T>, Failure> {
+        let mut request = tonic::Request::new(message);
         request.set_timeout(self.timeout);
         for (name, value) in headers {
             let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes()).map_err(|_| {
@@ -401,12 +446,7 @@ impl GrpcTransport {
             })?;
             request.metadata_mut().insert(name, value);
         }
-        let client = &mut self.client;
-        let result = self.runtime.block_on(client.export(request));
-        match result {
-            Ok(_) => Ok(()),
-            Err(status) => Err(grpc_failure(&status)),
-        }
+        Ok(request)
     }
 }
 
