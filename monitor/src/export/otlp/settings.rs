@@ -670,7 +670,8 @@ mod tests {
             enabled: Some(true),
             ..OtlpConfig::default()
         };
-        let cases: [(&OtlpConfig, &[(&str, &str)], &str); 7] = [
+        type Case<'a> = (&'a OtlpConfig, &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case<'_>; 7] = [
             (&https_only, &[], "must start with https://"),
             (&half_identity, &[], "needs both"),
             (&missing_ca, &[], "otlp.ca_file /nonexistent/ca.pem"),

@@ -58,7 +58,7 @@ pub enum Transport {
     /// HTTP/1.1 with protobuf bodies.
     Http(HttpTransport),
     /// gRPC, on a runtime of its own.
-    Grpc(GrpcTransport),
+    Grpc(Box<GrpcTransport>),
 }
 
 impl Transport {
@@ -66,7 +66,7 @@ impl Transport {
     pub fn new(settings: &OtlpSettings) -> Result<Self, String> {
         match settings.protocol {
             Protocol::HttpProtobuf => HttpTransport::new(settings).map(Self::Http),
-            Protocol::Grpc => GrpcTransport::new(settings).map(Self::Grpc),
+            Protocol::Grpc => GrpcTransport::new(settings).map(|grpc| Self::Grpc(Box::new(grpc))),
         }
     }
 
