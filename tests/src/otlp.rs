@@ -294,7 +294,7 @@ fn serve_http(listener: &TcpListener, received: &Store, metrics: &MetricStore, s
     }
 }
 
-/// Reads one request, keeps its records and answers 200, or 400 when the body does not decode.
+/// Reads one request, keeps its records and responds 200, or 400 when the body does not decode.
 fn answer_http(stream: TcpStream, received: &Store, metrics: &MetricStore) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;

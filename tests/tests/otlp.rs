@@ -63,7 +63,7 @@ fn export_one_read_with(
             && record.attributes.get("process.pid") == Some(&reader.pid.into())
             && record.attributes.get("file.path") == Some(&path.as_str().into())
     });
-    // The directory holds the collector token, which the daemon reads at every request.
+    // The directory contains the collector token, which the daemon reads at every request.
     (daemon, line, record, dir)
 }
 

@@ -44,7 +44,7 @@ pub const QUEUE_DIRECTORY: &str = "otlp-queue";
 const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// First pause after a failed request.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest pause between two attempts.
+/// Maximum pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a stopping daemon keeps delivering what is queued.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -224,7 +224,7 @@ impl Exporter {
     }
 }
 
-/// The resource of every request: the detected attributes, then the configured ones.
+/// Returns the resource of every request: the detected attributes, then the configured ones.
 fn resource_attributes(resource: &Resource, settings: &OtlpSettings) -> Map<String, Value> {
     let mut attributes = resource.attributes.clone();
     for (name, value) in &settings.resource {

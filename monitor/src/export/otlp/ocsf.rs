@@ -255,7 +255,7 @@ fn device(resource: &Map<String, Value>) -> Option<Value> {
     Some(Value::Object(device))
 }
 
-/// The process and user that acted, from the `process.*` attributes.
+/// Returns the process and user that acted, from the `process.*` attributes.
 fn actor(attributes: &Map<String, Value>) -> Option<Value> {
     let pid = attributes.get("process.pid")?;
     let mut process = Map::new();

@@ -1,4 +1,4 @@
-//! Where and how events go to an OpenTelemetry Collector: the `otlp` configuration section and
+//! Destination and transport of events to an OpenTelemetry Collector: the `otlp` configuration section and
 //! the standard `OTEL_*` environment variables, which the section overrides.
 
 use std::{
@@ -42,7 +42,7 @@ impl Protocol {
     }
 }
 
-/// What the body of each record holds.
+/// Contents of each record's body.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Body {
@@ -81,7 +81,7 @@ pub struct OtlpConfig {
     pub client_key_file: Option<PathBuf>,
     /// Bound of the delivery queue in the state directory, in MiB.
     pub queue_max_mb: Option<u64>,
-    /// Most records in one export request.
+    /// Maximum records in one export request.
     pub batch_max: Option<usize>,
     /// `service.name` of the resource.
     pub service_name: Option<String>,
@@ -120,7 +120,7 @@ pub struct OtlpSettings {
     pub queue_max_bytes: u64,
     /// Records per request.
     pub batch_max: usize,
-    /// What the record body holds.
+    /// Contents of the record body.
     pub body: Body,
     /// Resource attributes added to the detected ones.
     pub resource: BTreeMap<String, String>,

@@ -55,7 +55,7 @@ pub struct SpoolStats {
 pub struct Batch {
     /// The records, oldest first.
     pub records: Vec<Vec<u8>>,
-    /// Where the next batch starts once this one is accepted.
+    /// Position of the next batch once this one is accepted.
     pub next: Position,
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Both report whether a failed request may succeed later ([`Failure::Retry`]: the collector is
 //! down, overloaded, or refuses the credentials until an operator fixes them) or never will
-//! ([`Failure::Rejected`]: the collector says the request itself is malformed), so that the
+//! ([`Failure::Rejected`]: the collector reports the request itself as malformed), so that the
 //! delivery loop keeps the first kind in the queue and skips the second.
 
 use std::{
@@ -35,7 +35,7 @@ const SYSTEM_BUNDLES: &[&str] = &[
 /// Largest response head read from an HTTP collector.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
-/// Why a request failed.
+/// The reason a request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// The request may succeed later; the batch stays in the queue.
