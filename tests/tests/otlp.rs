@@ -389,3 +389,36 @@ fn grpc_mutual_tls_and_wrong_ca() {
         "a collector the daemon does not trust received its events"
     );
 }
+
+#[test]
+#[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
+fn silent_collector_does_not_hold_the_stop() {
+    // A collector that accepts connections and never answers: every request waits for the
+    // default 10 s timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let files = scratch_dir();
+    let file = credential_file(files.path());
+    let sections = format!("otlp:\n  endpoint: http://127.0.0.1:{port}\n");
+    let mut daemon = Daemon::start_with_config(&sections);
+    let reader = run_to_end(Command::new("/usr/bin/cat").arg(&file));
+    daemon.wait_for("the access event", |event| {
+        event["attributes"]["process.pid"] == reader.pid
+    });
+    let (connection, _) = listener
+        .accept()
+        .expect("the daemon connects to the collector");
+
+    // The harness allows 20 s for the stop; waiting out each pending request would take 30.
+    let status = daemon.stop();
+    drop(connection);
+
+    assert!(status.success(), "{}", daemon.stderr_text());
+    assert!(
+        daemon
+            .stderr_text()
+            .contains("did not answer before the stop"),
+        "{}",
+        daemon.stderr_text()
+    );
+}

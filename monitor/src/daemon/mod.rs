@@ -240,13 +240,9 @@ impl Daemon {
         }
         self.sync_tls_stats();
         let kernel = Counters::read(&counters);
-        self.emit(health_event(
-            Reason::Start,
-            &kernel,
-            &self.stats,
-            None,
-            Some(&probes),
-        ));
+        let mut start = health_event(Reason::Start, &kernel, &self.stats, None, Some(&probes));
+        self.add_export_stats(&mut start);
+        self.emit(start);
         self.flush();
         if let Some(path) = &options.ready_file {
             write_ready_file(path)?;

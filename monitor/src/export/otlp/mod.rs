@@ -79,6 +79,8 @@ struct Shared {
     failures: AtomicU64,
     connected: AtomicBool,
     stop: AtomicBool,
+    /// Set by the delivery thread when it returns.
+    done: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
@@ -206,13 +208,25 @@ impl Exporter {
         }
     }
 
-    /// Flushes the queue, gives the delivery thread a moment to send what waits, and stops it.
-    /// What is still queued stays on disk for the next start.
+    /// Flushes the queue, gives the delivery thread up to [`STOP_GRACE`] to send what waits,
+    /// and stops it. What is still queued stays on disk for the next start. A request still
+    /// waiting for the collector then is abandoned with the thread, and its batch is sent
+    /// again at the next start.
     pub fn stop(mut self) {
         self.flush();
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let deadline = Instant::now() + STOP_GRACE + Duration::from_millis(500);
+        while !self.shared.done.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match self.thread.take() {
+            Some(thread) if self.shared.done.load(Ordering::Relaxed) => {
+                let _ = thread.join();
+            }
+            // The thread is blocked in a request; it ends with the process.
+            _ => tracing::warn!(
+                "the collector did not answer before the stop; the batch in flight stays queued"
+            ),
         }
         let left = self.spool.stats().pending;
         if left > 0 {
@@ -244,6 +258,11 @@ struct Delivery {
 
 impl Delivery {
     fn run(mut self) {
+        self.deliver_until_stopped();
+        self.shared.done.store(true, Ordering::Relaxed);
+    }
+
+    fn deliver_until_stopped(&mut self) {
         let mut backoff = FIRST_BACKOFF;
         let mut stopping_since: Option<Instant> = None;
         loop {
@@ -293,6 +312,7 @@ impl Delivery {
         let headers = match self.headers() {
             Ok(headers) => headers,
             Err(message) => {
+                self.spool.release();
                 self.failed(&message);
                 return Err(());
             }
@@ -307,6 +327,7 @@ impl Delivery {
                 tracing::error!(error = %message, records = count, "the collector rejected a batch; it is dropped");
             }
             Err(Failure::Retry(message)) => {
+                self.spool.release();
                 self.failed(&message);
                 return Err(());
             }
@@ -320,6 +341,10 @@ impl Delivery {
     /// Sends the pending metrics, if any. A failure is logged at debug level only: the events'
     /// own delivery reports the collector's state, and the next snapshot carries the totals.
     fn send_metrics(&mut self) {
+        // A stopping daemon spends its grace period on events.
+        if self.shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
         let pending = self
             .shared
             .metrics

@@ -7,7 +7,8 @@
 //! each accepted batch. Records leave in the order they came, also across restarts. A record
 //! that was sent but whose acceptance was not yet stored when the daemon died is sent again,
 //! so delivery is at least once. When the queue grows past its bound, the oldest segment is
-//! deleted and its undelivered records are counted as dropped.
+//! deleted and its undelivered records are counted as dropped. The segments of a batch that
+//! is being sent are kept until the collector answers, so the next oldest goes instead.
 
 use std::{
     collections::VecDeque,
@@ -74,6 +75,9 @@ struct Inner {
     segments: VecDeque<Segment>,
     writer: Option<BufWriter<File>>,
     cursor: Position,
+    /// End of the batch being sent: its segments are kept when the bound is reached, because
+    /// their records may already be delivered.
+    in_flight: Option<Position>,
     stats: SpoolStats,
 }
 
@@ -113,6 +117,7 @@ impl Spool {
             segments,
             writer: None,
             cursor,
+            in_flight: None,
             stats: SpoolStats::default(),
         };
         inner.count();
@@ -142,14 +147,23 @@ impl Spool {
     pub fn peek(&self, max_records: usize, max_bytes: usize) -> io::Result<Batch> {
         let mut inner = self.lock();
         inner.flush()?;
-        inner.read_batch(max_records, max_bytes)
+        let batch = inner.read_batch(max_records, max_bytes)?;
+        inner.in_flight = (!batch.records.is_empty()).then_some(batch.next);
+        Ok(batch)
     }
 
     /// Marks everything before `next` as delivered, stores the cursor and deletes the segments
     /// fully delivered.
     pub fn commit(&self, delivered: u64, next: Position) -> io::Result<()> {
         let mut inner = self.lock();
+        inner.in_flight = None;
         inner.commit(delivered, next)
+    }
+
+    /// Ends the batch in flight without delivering it, after a failed request, so that the
+    /// bound may drop its segments again.
+    pub fn release(&self) {
+        self.lock().in_flight = None;
     }
 
     /// Waits until a record is appended and flushed, or `timeout` passes.
@@ -232,30 +246,50 @@ impl Inner {
     }
 
     /// Deletes the oldest segments while the queue is over its bound, keeping the one being
-    /// written, and counts their undelivered records as dropped.
+    /// written and those of the batch in flight, and counts their undelivered records as
+    /// dropped.
     fn enforce_bound(&mut self) {
-        while self.stats.bytes > self.max_bytes && self.segments.len() > 1 {
-            let oldest = self.segments.pop_front().expect("more than one segment");
-            let undelivered = match oldest.sequence.cmp(&self.cursor.segment) {
-                std::cmp::Ordering::Less => 0,
-                std::cmp::Ordering::Equal => oldest.records.saturating_sub(self.cursor.index),
-                std::cmp::Ordering::Greater => oldest.records,
+        while self.stats.bytes > self.max_bytes {
+            let in_flight = self.in_flight.map(|end| self.cursor.segment..=end.segment);
+            let last = self.segments.len().saturating_sub(1);
+            let Some(index) = self.segments.iter().take(last).position(|segment| {
+                !in_flight
+                    .as_ref()
+                    .is_some_and(|range| range.contains(&segment.sequence))
+            }) else {
+                return;
             };
-            self.stats.dropped += undelivered;
-            self.stats.pending = self.stats.pending.saturating_sub(undelivered);
-            self.stats.bytes = self.stats.bytes.saturating_sub(oldest.bytes);
-            if self.cursor.segment <= oldest.sequence {
-                let next = self.segments.front().expect("one segment is left").sequence;
-                self.cursor = Position {
-                    segment: next,
-                    offset: 0,
-                    index: 0,
-                };
-            }
-            let path = segment_path(&self.directory, oldest.sequence);
-            if let Err(error) = fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), %error, "failed to delete a full queue segment");
-            }
+            let dropped = self.segments.remove(index).expect("the index is in range");
+            self.drop_segment(&dropped);
+        }
+    }
+
+    /// Counts the undelivered records of a deleted segment, moves the cursor past it when it
+    /// pointed into it, and deletes its file.
+    fn drop_segment(&mut self, dropped: &Segment) {
+        let undelivered = match dropped.sequence.cmp(&self.cursor.segment) {
+            std::cmp::Ordering::Less => 0,
+            std::cmp::Ordering::Equal => dropped.records.saturating_sub(self.cursor.index),
+            std::cmp::Ordering::Greater => dropped.records,
+        };
+        self.stats.dropped += undelivered;
+        self.stats.pending = self.stats.pending.saturating_sub(undelivered);
+        self.stats.bytes = self.stats.bytes.saturating_sub(dropped.bytes);
+        if self.cursor.segment == dropped.sequence {
+            let next = self
+                .segments
+                .iter()
+                .find(|segment| segment.sequence > dropped.sequence)
+                .map_or(dropped.sequence + 1, |segment| segment.sequence);
+            self.cursor = Position {
+                segment: next,
+                offset: 0,
+                index: 0,
+            };
+        }
+        let path = segment_path(&self.directory, dropped.sequence);
+        if let Err(error) = fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), %error, "failed to delete a full queue segment");
         }
     }
 
@@ -555,6 +589,28 @@ mod tests {
         // What is left is the newest records, in order.
         let first = 200 - delivered.len();
         assert_eq!(delivered, (first..200).map(record).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn batch_in_flight_is_never_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1024).unwrap();
+        for index in 0..60 {
+            spool.append(&record(index)).unwrap();
+        }
+        let batch = spool.peek(10, usize::MAX).unwrap();
+        // The collector holds the request while the daemon keeps writing.
+        for index in 60..200 {
+            spool.append(&record(index)).unwrap();
+        }
+        spool.commit(10, batch.next).unwrap();
+        let dropped = spool.stats().dropped;
+
+        let rest = drain(&spool, 1000);
+
+        assert_eq!(batch.records, (0..10).map(record).collect::<Vec<_>>());
+        assert_eq!(10 + rest.len() as u64 + dropped, 200);
+        assert_eq!(spool.stats().pending, 0);
     }
 
     #[test]

@@ -268,8 +268,9 @@ fn status_outcome(response: &[u8]) -> Result<(), Failure> {
         .unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let status: Option<u16> = line
-        .split_whitespace()
-        .nth(1)
+        .starts_with("HTTP/")
+        .then(|| line.split_whitespace().nth(1))
+        .flatten()
         .and_then(|code| code.parse().ok());
     match status {
         Some(200..=299) => Ok(()),
@@ -559,6 +560,7 @@ mod tests {
             b"HTTP/1.1 401 Unauthorized\r\n\r\n",
             b"",
             b"\x00\x00\x12\x04",
+            b"SIP/2.0 200 OK\r\n\r\n",
         ] {
             assert!(
                 matches!(status_outcome(response), Err(Failure::Retry(_))),
