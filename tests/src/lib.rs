@@ -20,6 +20,7 @@ pub mod cgroups;
 pub mod client;
 pub mod contract;
 pub mod encoding;
+pub mod findings;
 pub mod otlp;
 pub mod servers;
 

@@ -282,6 +282,23 @@ pub fn self_signed_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (certificate, key)
 }
 
+/// Runs `/usr/bin/openssl` with `args` in `dir` and returns its standard output; panics with
+/// its error output when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("/usr/bin/openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("failed to run /usr/bin/openssl, which `cargo xtask setup` installs");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Tells whether this test process has a controlling terminal (a developer's shell, not CI),
 /// which makes every reader it starts interactive.
 pub fn test_has_terminal() -> bool {

@@ -16,11 +16,12 @@ use credwatch_tests::{
     cgroups::TestCgroup,
     client::{Finished, PYTHON3, run_to_end, spawn},
     contract::assert_documented,
-    credwatch_binary, scratch_dir, unique, write_file,
+    credwatch_binary,
+    findings::{FINDING, wait_for_finding},
+    scratch_dir, unique, write_file,
 };
 use serde_json::Value;
 
-const FINDING: &str = "credwatch.finding";
 const CONNECT: &str = "credwatch.network.connect";
 
 /// Made-up AWS access key id of the fixture.
@@ -76,18 +77,6 @@ fn findings_of(daemon: &Daemon, finding_type: &str) -> Vec<Value> {
         .into_iter()
         .filter(|event| event["attributes"]["credwatch.finding.type"] == finding_type)
         .collect()
-}
-
-/// Waits for a finding of `finding_type` raised by process `pid`.
-fn wait_for_finding(daemon: &Daemon, finding_type: &str, pid: u32) -> Value {
-    daemon.wait_for(
-        &format!("a {finding_type} finding for pid {pid}"),
-        |event| {
-            event["event_name"] == FINDING
-                && event["attributes"]["credwatch.finding.type"] == finding_type
-                && event["attributes"]["process.pid"] == pid
-        },
-    )
 }
 
 /// Waits for the access event of process `pid` on `file`.

@@ -4,29 +4,16 @@
 use std::{path::Path, process::Command};
 
 use credwatch_tests::{
-    Daemon, attribute, client::run_to_end, contract::assert_documented, counter, encoding::jwt,
-    scratch_dir, servers::test_has_terminal, write_file,
+    Daemon, attribute,
+    client::run_to_end,
+    contract::assert_documented,
+    counter,
+    encoding::jwt,
+    findings::{FINDING, findings_of},
+    scratch_dir,
+    servers::test_has_terminal,
+    write_file,
 };
-use serde_json::Value;
-
-const FINDING: &str = "credwatch.finding";
-
-/// Returns every finding the daemon wrote, oldest first.
-fn findings(daemon: &Daemon) -> Vec<Value> {
-    daemon
-        .events()
-        .into_iter()
-        .filter(|event| event["event_name"] == FINDING)
-        .collect()
-}
-
-/// Returns the findings of one type.
-fn findings_of(daemon: &Daemon, finding_type: &str) -> Vec<Value> {
-    findings(daemon)
-        .into_iter()
-        .filter(|event| event["attributes"]["credwatch.finding.type"] == finding_type)
-        .collect()
-}
 
 /// Returns a made-up service-account token that expires at Unix time `exp`.
 fn token(exp: u64) -> String {

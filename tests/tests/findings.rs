@@ -4,16 +4,21 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
 };
 
 use credwatch_tests::{
-    Daemon, attribute, cgroups::read_file_inside, client::run_to_end, contract::assert_documented,
-    encoding::jwt, scratch_dir, unique, write_file,
+    Daemon, attribute,
+    cgroups::read_file_inside,
+    client::run_to_end,
+    contract::assert_documented,
+    encoding::jwt,
+    findings::{FINDING, findings_of, wait_for_finding},
+    scratch_dir,
+    servers::openssl,
+    unique, write_file,
 };
 use serde_json::Value;
-
-const FINDING: &str = "credwatch.finding";
 
 /// The `detection` settings every test starts with. A developer's terminal makes every reader
 /// interactive, so `interactive_use` is off to keep the benign reads free of findings.
@@ -24,28 +29,6 @@ const TOKEN_ENTRY: &str = "    - {id: test-sa-token, type: kubernetes_service_ac
 
 /// Container id of the test pods' containers.
 const CONTAINER_ID: &str = "4f3e2d1c0b0a09080706050403020100ffeeddccbbaa99887766554433221100";
-
-/// Returns the findings of one type, oldest first.
-fn findings_of(daemon: &Daemon, finding_type: &str) -> Vec<Value> {
-    daemon
-        .events()
-        .into_iter()
-        .filter(|event| event["event_name"] == FINDING)
-        .filter(|event| event["attributes"]["credwatch.finding.type"] == finding_type)
-        .collect()
-}
-
-/// Waits for the finding of `finding_type` that the read of process `pid` raised.
-fn wait_for_finding(daemon: &Daemon, finding_type: &str, pid: u32) -> Value {
-    daemon.wait_for(
-        &format!("a {finding_type} finding for pid {pid}"),
-        |event| {
-            event["event_name"] == FINDING
-                && event["attributes"]["credwatch.finding.type"] == finding_type
-                && event["attributes"]["process.pid"] == pid
-        },
-    )
-}
 
 /// Returns the types of the findings raised by the reads of process `pid`.
 fn finding_types_of(daemon: &Daemon, pid: u32) -> Vec<String> {
@@ -258,36 +241,43 @@ fn invalid_policy_file_is_rejected() {
 /// Writes a made-up self-signed certificate for `name`, valid for `days` days from now, to
 /// `certificate`, with its key in `key`, and returns its expiry as credwatch writes it.
 fn make_certificate(certificate: &Path, key: &Path, name: &str, days: u32) -> String {
-    let openssl = |args: &mut Command| {
-        let output = args
-            .stdin(Stdio::null())
-            .output()
-            .expect("failed to run /usr/bin/openssl, which `cargo xtask setup` installs");
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    };
     fs::create_dir_all(certificate.parent().unwrap()).unwrap();
     fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let (certificate, key) = (certificate.to_str().unwrap(), key.to_str().unwrap());
+    let days = days.to_string();
+    let subject = format!("/CN={name}");
     openssl(
-        Command::new("/usr/bin/openssl")
-            .args(["req", "-x509", "-newkey", "ec"])
-            .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
-            .args(["-days", &days.to_string()])
-            .args(["-subj", &format!("/CN={name}")])
-            .arg("-keyout")
-            .arg(key)
-            .arg("-out")
-            .arg(certificate),
+        Path::new("/"),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            &days,
+            "-subj",
+            &subject,
+            "-keyout",
+            key,
+            "-out",
+            certificate,
+        ],
     );
     // `notAfter=2026-12-09 07:05:00Z`
     let end = openssl(
-        Command::new("/usr/bin/openssl")
-            .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
-            .arg(certificate),
+        Path::new("/"),
+        &[
+            "x509",
+            "-noout",
+            "-enddate",
+            "-dateopt",
+            "iso_8601",
+            "-in",
+            certificate,
+        ],
     );
     let end = end
         .trim()
@@ -592,17 +582,7 @@ fn make_expired_certificate(work: &Path, certificate: &Path, name: &str) {
     )
     .unwrap();
     let run = |args: &[&str]| {
-        let output = Command::new("/usr/bin/openssl")
-            .args(args)
-            .current_dir(work)
-            .stdin(Stdio::null())
-            .output()
-            .expect("failed to run /usr/bin/openssl, which `cargo xtask setup` installs");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        openssl(work, args);
     };
     run(&[
         "req",

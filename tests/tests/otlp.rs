@@ -6,7 +6,8 @@ use std::process::Command;
 use tempfile::TempDir;
 
 use credwatch_tests::{
-    Daemon, client::run_to_end, otlp::OtlpReceiver, otlp::Received, scratch_dir, write_file,
+    Daemon, client::run_to_end, otlp::OtlpReceiver, otlp::Received, scratch_dir, servers::openssl,
+    write_file,
 };
 use serde_json::Value;
 
@@ -231,21 +232,6 @@ fn grpc_export_matches_json_lines() {
     assert_eq!(record.headers["authorization"], format!("Bearer {BEARER}"));
     assert_eq!(record.headers["x-scope-orgid"], "tenant-a");
     assert_no_secrets(&daemon, &receiver);
-}
-
-/// Runs `/usr/bin/openssl` in `dir` and panics with its output when it fails.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let output = Command::new("/usr/bin/openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("failed to run /usr/bin/openssl, which `cargo xtask setup` installs");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Makes, in `dir`, a made-up CA (`ca.pem`), a server certificate for 127.0.0.1

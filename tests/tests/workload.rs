@@ -609,17 +609,7 @@ impl Drop for TlsKubelet {
 /// Writes a made-up CA, a second CA, and a serving certificate for 127.0.0.1 signed by the first.
 fn make_kubelet_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("failed to run openssl");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        credwatch_tests::servers::openssl(dir, args);
     };
     let new_key = [
         "-newkey",
