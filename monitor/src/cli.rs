@@ -193,8 +193,8 @@ pub struct RunArgs {
     /// Write the daemon's pid to this file once every probe is attached, and remove it at exit.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
-    /// Directory for the credential inventory (state.db) and the install key, created with
-    /// mode 0700 when missing.
+    /// Directory for the credential inventory (state.db), the install key and the OTLP export
+    /// queue, created with mode 0700 when missing.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 }
@@ -255,7 +255,15 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(identities) => identities,
         Err(code) => return code,
     };
-    let resource = Resource::detect();
+    let mut resource = Resource::detect();
+    if let Some(settings) = &otlp {
+        // The JSON lines carry the same resource as the OTLP records.
+        for (name, value) in &settings.resource {
+            resource
+                .attributes
+                .insert(name.clone(), serde_json::Value::String(value.clone()));
+        }
+    }
     let exporter = match otlp {
         Some(settings) => match Exporter::start(settings, &resource, &args.state_dir) {
             Ok(exporter) => Some(exporter),

@@ -273,6 +273,13 @@ fn collector_down_then_up_delivers_once() {
         &[line_keys.clone(), vec![line_key(&recovered)]].concat(),
         "the health event after the reads at the receiver",
     );
+    // The export event of the recovery comes at the daemon's next check after the first
+    // success.
+    daemon.wait_for("the export event of the recovery", |event| {
+        event["event_name"] == HEALTH
+            && event["attributes"]["credwatch.health.reason"] == "export"
+            && event["attributes"]["credwatch.export.otlp.connected"] == true
+    });
     assert!(daemon.stop().success(), "{}", daemon.stderr_text());
 
     let expected_target = format!("127.0.0.1:{port}");
@@ -313,10 +320,16 @@ fn collector_down_then_up_delivers_once() {
         counter(&recovered, "credwatch.export.otlp.sent") >= pids.len() as u64,
         "{recovered}"
     );
+    // One run of failures writes one export event when it starts and one when it ends.
+    let export_events = daemon.health_events("export");
+    let connected: Vec<&Value> = export_events
+        .iter()
+        .map(|event| &event["attributes"]["credwatch.export.otlp.connected"])
+        .collect();
     assert_eq!(
-        daemon.health_events("export").len(),
-        1,
-        "one run of failures writes one export event"
+        connected,
+        [&Value::Bool(false), &Value::Bool(true)],
+        "{export_events:#?}"
     );
 }
 

@@ -135,8 +135,9 @@ pub struct Daemon {
     reported_drops: u64,
     /// Export to an OpenTelemetry Collector, when configured.
     exporter: Option<Exporter>,
-    /// Failed export requests when the last export health event was written.
-    reported_export_failures: u64,
+    /// Whether export was failing, and its losses, at the last check.
+    export_state: ExportState,
+
     /// Counters sent as OTLP metrics.
     metrics: MetricsSnapshot,
     /// Program, hook and state of each probe, for the metrics.
@@ -175,7 +176,8 @@ impl Daemon {
             output_closed: false,
             reported_drops: 0,
             exporter: None,
-            reported_export_failures: 0,
+            export_state: ExportState::default(),
+
             metrics: MetricsSnapshot::default(),
             probe_states: Vec::new(),
             started: std::time::SystemTime::now(),
@@ -862,22 +864,26 @@ impl Daemon {
         self.flush();
     }
 
-    /// Writes a health event when export to the collector starts failing, once per run of
-    /// failures.
+    /// Writes a health event with reason `export` when export to the collector starts
+    /// failing, when it works again, and when the collector starts rejecting events or the
+    /// queue starts dropping them.
     fn check_export(&mut self, counters: &aya::maps::PerCpuArray<MapData, u64>) {
         let Some(exporter) = &self.exporter else {
             return;
         };
         let stats = exporter.stats();
-        let newly_failing = !stats.connected && stats.failures > self.reported_export_failures;
-        let recovered = stats.connected && self.reported_export_failures > 0;
-        if recovered {
-            self.reported_export_failures = 0;
-        }
-        if !newly_failing || self.reported_export_failures > 0 {
+        let previous = self.export_state;
+        let losing = stats.rejected + stats.dropped;
+        let state = ExportState {
+            failing: !stats.connected && stats.failures > 0,
+            losing,
+            growing: losing > previous.losing,
+        };
+        self.export_state = state;
+        let losses_started = state.growing && !previous.growing;
+        if state.failing == previous.failing && !losses_started {
             return;
         }
-        self.reported_export_failures = stats.failures;
         self.report(Reason::Export, counters);
     }
 
@@ -991,6 +997,17 @@ fn write_ready_file(path: &Path) -> Result<(), DaemonError> {
 }
 
 /// Returns the event's `credwatch.workload.id`, or an empty string when it has none.
+/// What the last check saw of the exporter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ExportState {
+    /// The last request failed.
+    failing: bool,
+    /// Events rejected by the collector or dropped from the full queue, so far.
+    losing: u64,
+    /// The losses grew since the check before.
+    growing: bool,
+}
+
 /// Returns a string attribute of an event.
 fn attribute_str<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
     event

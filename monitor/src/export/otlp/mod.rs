@@ -46,6 +46,8 @@ const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Maximum pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Pause after a batch that was not full, to let events gather.
+const LINGER: Duration = Duration::from_millis(200);
 /// How long a stopping daemon keeps delivering what is queued.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -125,6 +127,7 @@ impl Exporter {
             "exporting events over OTLP"
         );
         let delivery = Delivery {
+            rejected_batches: 0,
             spool: spool.clone(),
             shared: shared.clone(),
             transport,
@@ -249,6 +252,8 @@ fn resource_attributes(resource: &Resource, settings: &OtlpSettings) -> Map<Stri
 
 /// The delivery thread's state.
 struct Delivery {
+    /// Batches the collector rejected, for the log's rate limit.
+    rejected_batches: u64,
     spool: Arc<Spool>,
     shared: Arc<Shared>,
     transport: Transport,
@@ -272,7 +277,10 @@ impl Delivery {
                     return;
                 }
             }
-            let batch = match self.spool.peek(self.settings.batch_max, MAX_REQUEST_BYTES) {
+            // A request stays within a quarter of the queue, so that the segments it holds
+            // back from the bound while it is on its way are few.
+            let max_bytes = MAX_REQUEST_BYTES.min((self.settings.queue_max_bytes / 4) as usize);
+            let batch = match self.spool.peek(self.settings.batch_max, max_bytes) {
                 Ok(batch) => batch,
                 Err(error) => {
                     tracing::error!(%error, "failed to read the OTLP queue");
@@ -285,8 +293,16 @@ impl Delivery {
                 self.spool.wait(Duration::from_millis(200));
                 continue;
             }
+            let full = batch.records.len() >= self.settings.batch_max;
             match self.deliver(&batch) {
-                Ok(()) => backoff = FIRST_BACKOFF,
+                Ok(()) => {
+                    backoff = FIRST_BACKOFF;
+                    // A batch that was not full lets events gather for a moment, so that a
+                    // steady trickle goes in a few requests instead of one per event.
+                    if !full && stopping_since.is_none() {
+                        self.pause(LINGER);
+                    }
+                }
                 Err(()) => {
                     if stopping_since.is_some() {
                         return;
@@ -323,8 +339,12 @@ impl Delivery {
                 self.succeeded();
             }
             Err(Failure::Rejected(message)) => {
-                self.shared.rejected.fetch_add(count, Ordering::Relaxed);
-                tracing::error!(error = %message, records = count, "the collector rejected a batch; it is dropped");
+                let before = self.shared.rejected.fetch_add(count, Ordering::Relaxed);
+                self.rejected_batches += 1;
+                // The first rejection and then every hundredth are logged.
+                if self.rejected_batches % 100 == 1 {
+                    tracing::error!(error = %message, records = count, rejected = before + count, "the collector rejected a batch as malformed; it is dropped");
+                }
             }
             Err(Failure::Retry(message)) => {
                 self.spool.release();
@@ -387,6 +407,9 @@ impl Delivery {
 
     fn succeeded(&self) {
         let was_connected = self.shared.connected.swap(true, Ordering::Relaxed);
+        if let Ok(mut last) = self.shared.last_error.lock() {
+            *last = None;
+        }
         let had_failures = self.shared.failures.load(Ordering::Relaxed) > 0;
         if !was_connected && had_failures {
             tracing::info!(endpoint = %self.settings.endpoint, queued = self.spool.stats().pending, "the collector accepts events again");

@@ -211,8 +211,9 @@ impl OtlpSettings {
         let header_files = config
             .header_files
             .iter()
-            .map(|(name, path)| {
-                check_header_name(&format!("otlp.header_files.{name}"), name)?;
+            .enumerate()
+            .map(|(index, (name, path))| {
+                check_header_name("otlp.header_files", index + 1, name)?;
                 Ok((name.to_ascii_lowercase(), path.clone()))
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -267,11 +268,18 @@ impl OtlpSettings {
         let client_identity = match (certificate, key) {
             (Some(certificate), Some(key)) => Some((certificate, key)),
             (None, None) => None,
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(invalid(
-                    "otlp.client_certificate_file",
-                    "only one of the certificate and the key",
-                    "mutual TLS needs both otlp.client_certificate_file and otlp.client_key_file",
+            (Some(_), None) => {
+                return Err(ConfigError::File(
+                    "otlp.client_certificate_file is set without otlp.client_key_file; mutual TLS \
+                     needs both"
+                        .to_owned(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::File(
+                    "otlp.client_key_file is set without otlp.client_certificate_file; mutual TLS \
+                     needs both"
+                        .to_owned(),
                 ));
             }
         };
@@ -283,23 +291,22 @@ impl OtlpSettings {
                 "a CA or client certificate is set, so the endpoint must start with https://",
             ));
         }
-        for (key, path) in [("otlp.ca_file", ca_file.as_ref())]
-            .into_iter()
-            .chain(client_identity.iter().flat_map(|(certificate, key)| {
-                [
-                    ("otlp.client_certificate_file", Some(certificate)),
-                    ("otlp.client_key_file", Some(key)),
-                ]
-            }))
-            .chain(
-                header_files
-                    .iter()
-                    .map(|(_, path)| ("otlp.header_files", Some(path))),
-            )
+        for (key, path) in
+            [("otlp.ca_file", ca_file.as_ref())]
+                .into_iter()
+                .chain(client_identity.iter().flat_map(|(certificate, key)| {
+                    [
+                        ("otlp.client_certificate_file", Some(certificate)),
+                        ("otlp.client_key_file", Some(key)),
+                    ]
+                }))
         {
             if let Some(path) = path {
                 check_readable(key, path)?;
             }
+        }
+        for (name, path) in &header_files {
+            check_header_file(name, path)?;
         }
         let queue_max_mb = config.queue_max_mb.unwrap_or(DEFAULT_QUEUE_MB);
         if queue_max_mb == 0 {
@@ -352,15 +359,31 @@ fn endpoint_url(
             invalid(
                 "otlp.endpoint",
                 endpoint,
-                "it is a URL starting with http:// or https://, such as http://collector:4318",
+                "it must be a URL starting with http:// or https://, such as http://collector:4318",
             )
         })?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.contains('@') || endpoint.contains('?') {
+        // The URL may carry a password or a token, so it is not shown.
+        return Err(invalid(
+            "otlp.endpoint",
+            "(not shown: it has a user name or a query)",
+            "credentials do not belong in the URL; put a token in otlp.header_files, such as \
+             authorization: /etc/credwatch/otlp-token",
+        ));
+    }
     if authority.is_empty() {
         return Err(invalid(
             "otlp.endpoint",
             endpoint,
             "it needs a host, such as http://collector:4318",
+        ));
+    }
+    if !port_is_valid(authority) {
+        return Err(invalid(
+            "otlp.endpoint",
+            endpoint,
+            "the port must be a number from 1 to 65535, such as 4318",
         ));
     }
     if protocol == Protocol::Grpc {
@@ -370,6 +393,17 @@ fn endpoint_url(
         return Ok(endpoint.to_owned());
     }
     Ok(format!("{}/v1/logs", endpoint.trim_end_matches('/')))
+}
+
+/// Returns whether the port of `host:port` or `[v6]:port`, if given, is a number from 1 to
+/// 65535.
+fn port_is_valid(authority: &str) -> bool {
+    let after_host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or("", |(_, after)| after),
+        None => authority.rsplit_once(':').map_or("", |(_, port)| port),
+    };
+    let port = after_host.strip_prefix(':').unwrap_or(after_host);
+    port.is_empty() || matches!(port.parse::<u16>(), Ok(1..))
 }
 
 /// Returns the metrics URL that goes with the logs URL: the same for gRPC; for HTTP,
@@ -410,12 +444,12 @@ fn merged_headers(
                 )
             })?;
             let name = name.trim();
-            check_header_name("OTEL_EXPORTER_OTLP_HEADERS", name)?;
+            check_header_name("OTEL_EXPORTER_OTLP_HEADERS", index + 1, name)?;
             headers.insert(name.to_ascii_lowercase(), percent_decode(value.trim()));
         }
     }
-    for (name, value) in &config.headers {
-        check_header_name(&format!("otlp.headers.{name}"), name)?;
+    for (index, (name, value)) in config.headers.iter().enumerate() {
+        check_header_name("otlp.headers", index + 1, name)?;
         headers.insert(name.to_ascii_lowercase(), value.clone());
     }
     for (name, value) in &headers {
@@ -464,19 +498,68 @@ fn merged_resource(
     Ok(resource)
 }
 
-fn check_header_name(key: &str, name: &str) -> Result<(), ConfigError> {
+/// Headers credwatch sets itself, which a configured header would duplicate.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-type",
+    "content-length",
+    "connection",
+    "transfer-encoding",
+    "te",
+    "user-agent",
+];
+
+/// Checks a header name. A rejected name is never shown, because a misplaced secret (a token
+/// written where the name goes) would otherwise end up in the error.
+fn check_header_name(key: &str, position: usize, name: &str) -> Result<(), ConfigError> {
     let valid = !name.is_empty()
         && name
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte));
-    if valid {
-        Ok(())
-    } else {
-        Err(invalid(
+    if !valid {
+        return Err(invalid(
+            key,
+            &format!("entry {position} (not shown)"),
+            "a header name is letters, digits, `-`, `_` and `.`, such as x-scope-orgid; write \
+             name=value",
+        ));
+    }
+    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(invalid(
             key,
             name,
-            "a header name is letters, digits, `-`, `_` and `.`, such as x-scope-orgid",
+            "credwatch sets this header itself; remove it",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a header file holds one non-empty line, as the requests read it. Its content is
+/// never shown.
+fn check_header_file(name: &str, path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError::File(format!(
+            "otlp.header_files.{name} {}: {error}; check the path and that credwatch may read it",
+            path.display()
         ))
+    })?;
+    let value = text.trim();
+    let problem = if value.is_empty() {
+        Some("is empty")
+    } else if value
+        .bytes()
+        .any(|byte| byte < 0x20 && byte != b'\t' || byte == 0x7f)
+    {
+        Some("has more than one line or control characters")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(ConfigError::File(format!(
+            "otlp.header_files.{name} {} {problem}; it must hold the header value on one line",
+            path.display()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -671,9 +754,17 @@ mod tests {
             ..OtlpConfig::default()
         };
         type Case<'a> = (&'a OtlpConfig, &'a [(&'a str, &'a str)], &'a str);
-        let cases: [Case<'_>; 7] = [
+        let cases: [Case<'_>; 11] = [
             (&https_only, &[], "must start with https://"),
             (&half_identity, &[], "needs both"),
+            (
+                &OtlpConfig::default(),
+                &[(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    "http://user:made-up-secret@127.0.0.1:4318",
+                )],
+                "credentials do not belong in the URL",
+            ),
             (&missing_ca, &[], "otlp.ca_file /nonexistent/ca.pem"),
             (&enabled_without_endpoint, &[], "needs an endpoint"),
             (
@@ -696,6 +787,27 @@ mod tests {
                     ("OTEL_EXPORTER_OTLP_HEADERS", "authorization:made-up-secret"),
                 ],
                 "name=value",
+            ),
+            (
+                &OtlpConfig::default(),
+                &[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                    ("OTEL_EXPORTER_OTLP_HEADERS", "Bearer made-up-secret=="),
+                ],
+                "entry 1 (not shown)",
+            ),
+            (
+                &OtlpConfig::default(),
+                &[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                    ("OTEL_EXPORTER_OTLP_HEADERS", "host=other.example.test"),
+                ],
+                "sets this header itself",
+            ),
+            (
+                &OtlpConfig::default(),
+                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:99999")],
+                "from 1 to 65535",
             ),
         ];
         for (config, env, expected) in cases {

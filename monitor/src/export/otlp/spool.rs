@@ -491,7 +491,14 @@ fn write_cursor(directory: &Path, cursor: &Position) -> io::Result<()> {
     let path = directory.join(CURSOR_FILE);
     let temporary = directory.join(format!("{CURSOR_FILE}.new"));
     let text = format!("{} {} {}\n", cursor.segment, cursor.offset, cursor.index);
-    fs::write(&temporary, text).map_err(|error| with_path(error, &temporary))?;
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|error| with_path(error, &temporary))?;
     fs::rename(&temporary, &path).map_err(|error| with_path(error, &path))
 }
 

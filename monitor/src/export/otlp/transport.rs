@@ -223,6 +223,9 @@ impl HttpTransport {
     fn describe(&self, url: &Url, error: &io::Error) -> String {
         let target = format!("{}:{}", url.host, url.port);
         let text = error.to_string();
+        if let Some(hint) = tls_hint(&text) {
+            return format!("TLS with {target} failed: {text}; {hint}");
+        }
         if self.tls.is_some() && (text.contains("certificate") || text.contains("Certificate")) {
             return format!(
                 "TLS with {target} failed: {text}; check otlp.ca_file and the name in the \
@@ -289,7 +292,9 @@ fn status_outcome(response: &[u8]) -> Result<(), Failure> {
             "the collector answered HTTP {code}"
         ))),
         None if response.is_empty() => Err(Failure::Retry(
-            "the collector closed the connection without an answer".to_owned(),
+            "the collector closed the connection without an answer; if it serves TLS, the \
+             endpoint needs https://"
+                .to_owned(),
         )),
         None => Err(Failure::Retry(
             "the collector's answer is not HTTP; check otlp.protocol (gRPC listens on 4317, \
@@ -504,7 +509,39 @@ fn grpc_failure(status: &tonic::Status) -> Failure {
              (gRPC listens on 4317, HTTP on 4318)"
                 .to_owned(),
         ),
-        code => Failure::Retry(format!("gRPC {code}: {}", source_text(status))),
+        code => {
+            let text = source_text(status);
+            let hint = if text.contains("frame with invalid size") || text.contains("http2 error") {
+                "; the endpoint does not speak gRPC: check otlp.protocol (gRPC listens on 4317, \
+                 HTTP on 4318)"
+            } else {
+                tls_hint(&text).map_or("", |hint| hint)
+            };
+            let separator = if hint.is_empty() || hint.starts_with(';') {
+                ""
+            } else {
+                "; "
+            };
+            Failure::Retry(format!("gRPC {code}: {text}{separator}{hint}"))
+        }
+    }
+}
+
+/// Returns advice for the TLS errors that have a usual cause.
+fn tls_hint(text: &str) -> Option<&'static str> {
+    if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        Some("the endpoint does not speak TLS; use http:// or the collector's TLS port")
+    } else if text.contains("CaUsedAsEndEntity") {
+        Some(
+            "the collector presents a CA certificate as its own; give it a certificate issued \
+             by the CA in otlp.ca_file",
+        )
+    } else if text.contains("UnknownIssuer") {
+        Some("the collector's certificate is not issued by a CA in otlp.ca_file")
+    } else if text.contains("NotValidForName") {
+        Some("the collector's certificate does not name the host of otlp.endpoint")
+    } else {
+        None
     }
 }
 
@@ -567,6 +604,31 @@ mod tests {
                 "{response:?}"
             );
         }
+    }
+
+    #[test]
+    fn tls_errors_get_hints() {
+        let cases = [
+            (
+                "received corrupt message of type InvalidContentType",
+                "does not speak TLS",
+            ),
+            (
+                "invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+                "CA certificate",
+            ),
+            (
+                "invalid peer certificate: UnknownIssuer",
+                "not issued by a CA",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert!(
+                tls_hint(text).is_some_and(|hint| hint.contains(expected)),
+                "{text}"
+            );
+        }
+        assert_eq!(tls_hint("connection refused"), None);
     }
 
     #[test]
