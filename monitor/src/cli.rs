@@ -429,18 +429,23 @@ fn check_config(path: &Path) -> ExitCode {
             {
                 return report(&error, EXIT_USAGE);
             }
-            match OtlpSettings::resolve(&config.otlp, |name| std::env::var(name).ok()) {
+            let export = match OtlpSettings::resolve(&config.otlp, |name| std::env::var(name).ok())
+            {
                 Ok(Some(settings)) => {
                     if let Err(message) = otlp::transport::Transport::new(&settings) {
                         eprintln!("credwatch: error: {message}");
                         return ExitCode::from(EXIT_USAGE);
                     }
+                    format!(
+                        "OTLP export to {} over {:?}",
+                        settings.endpoint, settings.protocol
+                    )
                 }
-                Ok(None) => {}
+                Ok(None) => "no OTLP export".to_owned(),
                 Err(error) => return report(&error, EXIT_USAGE),
-            }
+            };
             println!(
-                "{}: valid, {} catalogue entries",
+                "{}: valid, {} catalogue entries, {export}",
                 path.display(),
                 catalogue.entries().len()
             );

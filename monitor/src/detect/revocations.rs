@@ -102,7 +102,7 @@ impl Revocations {
         })?;
         self.ids = parse(&text);
         self.version = Some(version);
-        tracing::info!(path = %path, ids = self.ids.len(), "read the revocation list");
+        tracing::debug!(path = %path, ids = self.ids.len(), "read the revocation list");
         Ok(())
     }
 }

@@ -122,6 +122,7 @@ impl<C: Clock> Detector<C> {
     pub fn new(settings: DetectionConfig, clock: C) -> Self {
         let revocations = settings.revocation_file.as_deref().and_then(|path| {
             Revocations::load(path)
+                .inspect(|list| tracing::info!(path = %list.path().display(), "read the revocation list"))
                 .inspect_err(|error| tracing::error!(%error, "revoked_use is off"))
                 .ok()
         });

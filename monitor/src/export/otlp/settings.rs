@@ -160,18 +160,23 @@ impl OtlpSettings {
                 .or_else(|| lookup(general))
                 .filter(|value| !value.trim().is_empty())
         };
+        // The endpoint, whether it names the logs signal itself, and where it was set.
         let endpoint = match &config.endpoint {
-            Some(endpoint) => Some((expand("otlp.endpoint", endpoint, &lookup)?, true)),
+            Some(endpoint) => Some((
+                expand("otlp.endpoint", endpoint, &lookup)?,
+                true,
+                "otlp.endpoint",
+            )),
             None => lookup("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
                 .filter(|value| !value.trim().is_empty())
-                .map(|value| (value, true))
+                .map(|value| (value, true, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"))
                 .or_else(|| {
                     lookup("OTEL_EXPORTER_OTLP_ENDPOINT")
                         .filter(|value| !value.trim().is_empty())
-                        .map(|value| (value, false))
+                        .map(|value| (value, false, "OTEL_EXPORTER_OTLP_ENDPOINT"))
                 }),
         };
-        let Some((endpoint, signal_specific)) = endpoint else {
+        let Some((endpoint, signal_specific, source)) = endpoint else {
             if config.enabled == Some(true) {
                 return Err(invalid(
                     "otlp.enabled",
@@ -200,11 +205,11 @@ impl OtlpSettings {
                 None => Protocol::HttpProtobuf,
             },
         };
-        let endpoint = endpoint_url(&endpoint, protocol, signal_specific)?;
+        let endpoint = endpoint_url(source, &endpoint, protocol, signal_specific)?;
         let metrics_endpoint = match lookup("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
             .filter(|value| !value.trim().is_empty())
         {
-            Some(url) => endpoint_url(&url, protocol, true)?,
+            Some(url) => endpoint_url("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", &url, protocol, true)?,
             None => metrics_url(&endpoint, protocol),
         };
         let headers = merged_headers(config, &env)?;
@@ -347,6 +352,7 @@ impl OtlpSettings {
 /// one (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, or `otlp.endpoint`) is used as it is, except that
 /// `otlp.endpoint` without a path gets `/v1/logs` too.
 fn endpoint_url(
+    key: &str,
     endpoint: &str,
     protocol: Protocol,
     signal_specific: bool,
@@ -357,7 +363,7 @@ fn endpoint_url(
         .or_else(|| endpoint.strip_prefix("https://"))
         .ok_or_else(|| {
             invalid(
-                "otlp.endpoint",
+                key,
                 endpoint,
                 "it must be a URL starting with http:// or https://, such as http://collector:4318",
             )
@@ -366,7 +372,7 @@ fn endpoint_url(
     if authority.contains('@') || endpoint.contains('?') {
         // The URL may carry a password or a token, so it is not shown.
         return Err(invalid(
-            "otlp.endpoint",
+            key,
             "(not shown: it has a user name or a query)",
             "credentials do not belong in the URL; put a token in otlp.header_files, such as \
              authorization: /etc/credwatch/otlp-token",
@@ -374,14 +380,14 @@ fn endpoint_url(
     }
     if authority.is_empty() {
         return Err(invalid(
-            "otlp.endpoint",
+            key,
             endpoint,
             "it needs a host, such as http://collector:4318",
         ));
     }
     if !port_is_valid(authority) {
         return Err(invalid(
-            "otlp.endpoint",
+            key,
             endpoint,
             "the port must be a number from 1 to 65535, such as 4318",
         ));
