@@ -1,7 +1,7 @@
-//! A stand-in OpenTelemetry Collector on loopback: it accepts OTLP logs and metrics over gRPC
+//! A stand-in OpenTelemetry Collector on loopback. It accepts OTLP logs and metrics over gRPC
 //! (the official `LogsService` and `MetricsService`) or over HTTP/1.1 `POST /v1/logs` and
-//! `POST /v1/metrics` with protobuf bodies, decodes each request and keeps the records, their
-//! resource, the request headers and the metrics.
+//! `POST /v1/metrics` with protobuf bodies. It decodes each request and stores the records,
+//! their resource, the request headers and the metrics.
 
 use std::{
     collections::BTreeMap,

@@ -379,7 +379,7 @@ fn grpc_mutual_tls_and_wrong_ca() {
 #[test]
 #[ignore = "needs root and loads eBPF programs; run with `cargo xtask test`"]
 fn silent_collector_does_not_hold_the_stop() {
-    // A collector that accepts connections and never answers: every request waits for the
+    // A collector that accepts connections and never responds: every request waits for the
     // default 10 s timeout.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

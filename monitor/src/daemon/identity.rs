@@ -197,7 +197,7 @@ impl Identities {
         (identity, previous_uses)
     }
 
-    /// Returns the number of credentials in the inventory, or 0 when the database cannot say.
+    /// Returns the number of credentials in the inventory, or 0 when the database cannot be read.
     pub fn credential_count(&self) -> u64 {
         self.store.credential_count().unwrap_or_default()
     }

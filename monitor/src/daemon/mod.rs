@@ -889,11 +889,13 @@ impl Daemon {
 
     /// Counts an event by name, and a finding by type, for the OTLP metrics.
     fn count_for_metrics(&mut self, event: &Event) {
-        *self
-            .metrics
-            .events
-            .entry(event.name.to_owned())
-            .or_default() += 1;
+        // A lookup first: the name is copied only the first time it is counted.
+        match self.metrics.events.get_mut(event.name) {
+            Some(count) => *count += 1,
+            None => {
+                self.metrics.events.insert(event.name.to_owned(), 1);
+            }
+        }
         if event.name == name::FINDING
             && let Some(kind) = attribute_str(event, "credwatch.finding.type")
         {
@@ -997,7 +999,7 @@ fn write_ready_file(path: &Path) -> Result<(), DaemonError> {
 }
 
 /// Returns the event's `credwatch.workload.id`, or an empty string when it has none.
-/// What the last check saw of the exporter.
+/// State of the exporter at the last check.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct ExportState {
     /// The last request failed.

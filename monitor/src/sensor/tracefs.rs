@@ -8,7 +8,8 @@
 //! mount is then invisible on the host, and two daemons starting at once cannot unmount each
 //! other's.
 //! Where that namespace cannot be made, the daemon mounts tracefs on the host and unmounts it
-//! again once the tracepoints are attached; an attached tracepoint does not need the mount.
+//! again once the tracepoints are attached, because an attached tracepoint does not need the
+//! mount.
 
 use std::{
     ffi::CString,

@@ -2,9 +2,9 @@
 //!
 //! Every event goes through the on-disk queue ([`spool`]) in the state directory. A delivery
 //! thread reads batches from the queue, sends them ([`transport`]) and removes them only once
-//! the collector accepted them. While it fails, the thread waits with a growing pause (1 s to
-//! 30 s) and the queue grows up to its bound; past it, the oldest events are dropped and
-//! counted. Records are in the queue as encoded OTLP `LogRecord`s ([`encode`]).
+//! the collector accepted them. While sending fails, the thread waits with a growing pause (1 s
+//! to 30 s) and the queue grows up to its bound. Past the bound, the oldest events are dropped
+//! and counted. Records are in the queue as encoded OTLP `LogRecord`s ([`encode`]).
 
 pub mod encode;
 pub mod metrics;

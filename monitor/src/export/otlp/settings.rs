@@ -348,9 +348,9 @@ impl OtlpSettings {
     }
 }
 
-/// Returns the URL of export requests. An HTTP base endpoint gets `/v1/logs`; a signal-specific
-/// one (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, or `otlp.endpoint`) is used as it is, except that
-/// `otlp.endpoint` without a path gets `/v1/logs` too.
+/// Returns the URL of export requests. An HTTP base endpoint gets `/v1/logs`. A signal-specific
+/// one (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, or `otlp.endpoint`) is used as it is, unless it has
+/// no path, which then gets `/v1/logs` too.
 fn endpoint_url(
     key: &str,
     endpoint: &str,
@@ -540,7 +540,7 @@ fn check_header_name(key: &str, position: usize, name: &str) -> Result<(), Confi
     Ok(())
 }
 
-/// Checks that a header file holds one non-empty line, as the requests read it. Its content is
+/// Checks that a header file contains one non-empty line, as the requests read it. Its content is
 /// never shown.
 fn check_header_file(name: &str, path: &Path) -> Result<(), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|error| {

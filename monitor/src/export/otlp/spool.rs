@@ -8,7 +8,7 @@
 //! that was sent but whose acceptance was not yet stored when the daemon died is sent again,
 //! so delivery is at least once. When the queue grows past its bound, the oldest segment is
 //! deleted and its undelivered records are counted as dropped. The segments of a batch that
-//! is being sent are kept until the collector answers, so the next oldest goes instead.
+//! is being sent are kept until the collector responds, so the next oldest goes instead.
 
 use std::{
     collections::VecDeque,
@@ -340,7 +340,7 @@ impl Inner {
     }
 
     fn commit(&mut self, delivered: u64, next: Position) -> io::Result<()> {
-        // Segments may have been dropped for the bound while the batch was on its way; their
+        // Segments may have been dropped for the bound while the batch was on its way. Their
         // records were counted as dropped then, so only later positions move the cursor.
         if next.segment < self.cursor.segment
             || (next.segment == self.cursor.segment && next.offset <= self.cursor.offset)
@@ -606,7 +606,7 @@ mod tests {
             spool.append(&record(index)).unwrap();
         }
         let batch = spool.peek(10, usize::MAX).unwrap();
-        // The collector holds the request while the daemon keeps writing.
+        // The collector keeps the request open while the daemon goes on writing.
         for index in 60..200 {
             spool.append(&record(index)).unwrap();
         }

@@ -1,9 +1,9 @@
 //! Sending one export request to the collector: protobuf over HTTP/1.1, or gRPC.
 //!
-//! Both report whether a failed request may succeed later ([`Failure::Retry`]: the collector is
-//! down, overloaded, or refuses the credentials until an operator fixes them) or never will
-//! ([`Failure::Rejected`]: the collector reports the request itself as malformed), so that the
-//! delivery loop keeps the first kind in the queue and skips the second.
+//! Both report whether a failed request may succeed later or never will. [`Failure::Retry`]
+//! covers a collector that is down, overloaded, or rejects the credentials until an operator
+//! fixes them, and the delivery loop keeps such a batch in the queue. [`Failure::Rejected`]
+//! covers a request the collector reports as malformed, and the loop skips it.
 
 use std::{
     io::{self, Read, Write},
